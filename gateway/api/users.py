@@ -1,0 +1,91 @@
+"""Users and API keys."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.api.body import optional_str_list, read_json_object, require_str
+from gateway.api.deps import admin, context, principal
+from gateway.exceptions import BadRequest, Conflict, NotFound
+from gateway.store.users import LoginTaken
+
+ROLES = frozenset({"admin", "readonly", "publisher"})
+SCOPES = {"read": "read", "read write": "read write", "write read": "read write"}
+LOGIN = re.compile(r"^[^\s:]{1,128}$")  # no ':' — it would break Basic auth
+
+
+def validate_login(login: str) -> str:
+    if not LOGIN.match(login):
+        raise BadRequest("'login' must be 1 to 128 characters, with no spaces or ':'")
+    return login
+
+
+async def me(request: Request) -> Response:
+    who = await principal(request)
+    user = await context(request).users.get(who.user_id)
+    if user is None:
+        raise NotFound("This user no longer exists")
+    return JSONResponse(user.public())
+
+
+async def create_user(request: Request) -> Response:
+    await admin(request)
+    body = await read_json_object(request)
+    login = validate_login(require_str(body, "login") or "")
+    password = require_str(body, "password") or ""
+    groups = optional_str_list(body, "groups") or []
+    roles = optional_str_list(body, "roles") or []
+    unknown = set(roles) - ROLES
+    if unknown:
+        raise BadRequest(f"Unknown roles {sorted(unknown)}; roles are {sorted(ROLES)}")
+    try:
+        user = await context(request).users.create(login, password, groups=groups, roles=roles)
+    except LoginTaken:
+        raise Conflict(f"A user with login {login!r} already exists") from None
+    return JSONResponse(user.public(), status_code=201)
+
+
+def parse_scope(value: object) -> str:
+    if value is None:
+        return "read write"
+    if not isinstance(value, str) or " ".join(value.split()) not in SCOPES:
+        raise BadRequest("'scope' must be \"read\" or \"read write\"")
+    return SCOPES[" ".join(value.split())]
+
+
+async def create_apikey(request: Request) -> Response:
+    who = await principal(request)
+    body = await read_json_object(request)
+    scope = parse_scope(body.get("scope"))
+    apikey, secret = await context(request).apikeys.create(who.user_id, scope)
+    return JSONResponse({"id": apikey.id, "key": secret, "scope": apikey.scope,
+                         "createdAt": apikey.created_at}, status_code=201)
+
+
+async def list_apikeys(request: Request) -> Response:
+    who = await principal(request)
+    keys = await context(request).apikeys.list_for(None if who.is_admin else who.user_id)
+    return JSONResponse([key.public() for key in keys])
+
+
+async def delete_apikey(request: Request) -> Response:
+    who = await principal(request)
+    apikeys = context(request).apikeys
+    apikey = await apikeys.get(request.path_params["key_id"])
+    if apikey is None or (apikey.user_id != who.user_id and not who.is_admin):
+        raise NotFound("No such API key")
+    await apikeys.delete(apikey)
+    return JSONResponse({"success": True})
+
+
+routes = [
+    Route("/api/v1/users/me", me, methods=["GET"]),
+    Route("/api/v1/users", create_user, methods=["POST"]),
+    Route("/api/v1/apikeys", create_apikey, methods=["POST"]),
+    Route("/api/v1/apikeys", list_apikeys, methods=["GET"]),
+    Route("/api/v1/apikeys/{key_id}", delete_apikey, methods=["DELETE"]),
+]

@@ -1,0 +1,106 @@
+"""create_app(settings) -> Starlette: wires the components and their routes together."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from gateway.api import auth as auth_routes
+from gateway.api import health, users as user_routes
+from gateway.api.errors import EXCEPTION_HANDLERS
+from gateway.api.middleware import GatewayMiddleware
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.bans import LoginGuard
+from gateway.auth.credentials import ApiKeys, Sessions, Tokens
+from gateway.metrics import Metrics
+from gateway.ratelimit import RateLimiter
+from gateway.settings import Settings
+from gateway.store.redis import Redis, client_for
+from gateway.store.users import LoginTaken, Users
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """A long-running part of the process (realtime fan-out, hook delivery)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class AppContext:
+    """Everything a route needs, built once per process."""
+
+    settings: Settings
+    redis: Redis
+    metrics: Metrics
+    users: Users
+    sessions: Sessions
+    tokens: Tokens
+    apikeys: ApiKeys
+    guard: LoginGuard
+    authenticator: Authenticator
+    ratelimiter: RateLimiter
+    components: list[Component] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings, redis: Redis, metrics: Metrics | None = None) -> AppContext:
+        users = Users(redis)
+        sessions = Sessions(redis, ttl_s=settings.auth.session_ttl_s)
+        tokens = Tokens(redis)
+        guard = LoginGuard(redis, attempts=settings.auth.ban_attempts,
+                           window_s=settings.auth.ban_window_s, ban_s=settings.auth.ban_s)
+        return cls(
+            settings=settings, redis=redis, metrics=metrics or Metrics(), users=users,
+            sessions=sessions, tokens=tokens, apikeys=ApiKeys(redis), guard=guard,
+            authenticator=Authenticator(users=users, sessions=sessions, tokens=tokens, guard=guard),
+            ratelimiter=RateLimiter(redis, per_second=settings.ratelimit.per_second,
+                                    per_minute=settings.ratelimit.per_minute),
+        )
+
+
+async def bootstrap_admin(ctx: AppContext) -> None:
+    login, password = ctx.settings.auth.admin_login, ctx.settings.auth.admin_password
+    if not (login and password) or await ctx.users.by_login(login):
+        return
+    with contextlib.suppress(LoginTaken):  # another process created it a moment ago
+        await ctx.users.create(login, password, roles=["admin"])
+        log.info("admin user created", extra={"login": login})
+
+
+def create_app(settings: Settings, redis_url: str) -> Starlette:
+    """The ASGI app; Redis is connected in the lifespan, inside the server's event loop."""
+    metrics = Metrics()
+    routes: list[BaseRoute] = [*health.routes, *auth_routes.routes, *user_routes.routes]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis = client_for(redis_url)
+        ctx = AppContext.build(settings, redis, metrics)
+        app.state.ctx = ctx
+        await bootstrap_admin(ctx)
+        for component in ctx.components:
+            await component.start()
+        try:
+            yield
+        finally:
+            for component in reversed(ctx.components):
+                await component.stop()
+            await redis.aclose()
+
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(GatewayMiddleware, metrics=metrics,
+                               allowed_origins=settings.http.allowed_origins)],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )

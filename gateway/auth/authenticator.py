@@ -1,0 +1,146 @@
+"""Credentials → Principal, for HTTP routes and realtime handshakes alike.
+
+Order: the ban (a banned address is refused even with correct credentials), then the first
+credential present — `Authorization: Bearer`, `Authorization: Basic`, the `sid` cookie, or (on
+realtime handshakes) a `token` query parameter — then the user's rate limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+
+from gateway.auth.bans import LoginGuard
+from gateway.auth.credentials import Sessions, Tokens
+from gateway.auth.passwords import verify_password
+from gateway.auth.principal import FULL_SCOPE, Principal
+from gateway.exceptions import BadRequest, Forbidden, Unauthorized
+from gateway.store.users import User, Users
+
+SESSION_COOKIE = "sid"
+
+
+class _VerifiedPasswords:
+    """Recently verified Basic credentials, so Basic auth costs one argon2 hash a minute.
+
+    Keyed by an HMAC under a per-process random key: the cache holds nothing that would let
+    anyone recover or replay a password.
+    """
+
+    def __init__(self, ttl_s: float = 60.0, size: int = 4096) -> None:
+        self._key = os.urandom(32)
+        self._ttl_s = ttl_s
+        self._size = size
+        self._entries: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
+
+    def _fingerprint(self, login: str, password: str) -> bytes:
+        return hmac.new(self._key, f"{login}\0{password}".encode(), hashlib.sha256).digest()
+
+    def get(self, login: str, password: str) -> str | None:
+        fingerprint = self._fingerprint(login, password)
+        entry = self._entries.get(fingerprint)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, login: str, password: str, user_id: str) -> None:
+        self._entries[self._fingerprint(login, password)] = (time.monotonic() + self._ttl_s, user_id)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+
+class Authenticator:
+    def __init__(self, *, users: Users, sessions: Sessions, tokens: Tokens,
+                 guard: LoginGuard) -> None:
+        self.users = users
+        self.sessions = sessions
+        self.tokens = tokens
+        self.guard = guard
+        self._verified = _VerifiedPasswords()
+
+    async def check_ban(self, address: str) -> None:
+        if await self.guard.is_banned(address):
+            remaining = await self.guard.ban_remaining_s(address)
+            raise Forbidden(
+                "Too many failed logins from this address; try again in "
+                f"{max(1, round(remaining))} s",
+                headers={"Retry-After": str(max(1, round(remaining)))},
+            )
+
+    async def login(self, login: object, password: object, address: str) -> User:
+        """Check a login and password; a failure counts towards the address's ban."""
+        if not isinstance(login, str) or not isinstance(password, str) or not login:
+            raise BadRequest("'login' and 'password' must be non-empty strings")
+        user = await self.users.by_login(login)
+        if not await verify_password(user.password_hash if user else None, password) or not user:
+            await self.guard.record_failure(address)
+            raise Unauthorized("Wrong login or password")
+        return user
+
+    async def authenticate(
+        self, *, headers: Mapping[str, str], cookies: Mapping[str, str], address: str,
+        query_token: str | None = None,
+    ) -> Principal:
+        await self.check_ban(address)
+        authorization = headers.get("authorization", "")
+        scheme, _, value = authorization.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer" and value.strip():
+            return await self._from_token(value.strip())
+        if scheme == "basic":
+            return await self._from_basic(value.strip(), address)
+        if authorization:
+            raise Unauthorized("Authorization must be 'Bearer <token>' or 'Basic <base64>'")
+        sid = cookies.get(SESSION_COOKIE)
+        if sid:
+            found = await self.sessions.user_for(sid)
+            if found is None:
+                raise Unauthorized("The session has expired or was revoked; log in again")
+            user = await self._user(found[0])
+            return self._principal(user, FULL_SCOPE, via="session", session_digest=found[1])
+        if query_token:
+            return await self._from_token(query_token)
+        raise Unauthorized()
+
+    async def _from_token(self, token: str) -> Principal:
+        record = await self.tokens.resolve(token)
+        if record is None:
+            raise Unauthorized("The token is invalid or has expired")
+        user = await self._user(record.user_id)
+        return self._principal(user, record.scope, via=record.kind, token_digest=record.digest)
+
+    async def _from_basic(self, encoded: str, address: str) -> Principal:
+        try:
+            decoded = base64.b64decode(encoded, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("Basic credentials must be base64 of 'login:password'") from None
+        login, sep, password = decoded.partition(":")
+        if not sep:
+            raise Unauthorized("Basic credentials must be base64 of 'login:password'")
+        user_id = self._verified.get(login, password)
+        if user_id is None:
+            user = await self.login(login, password, address)
+            self._verified.put(login, password, user.id)
+        else:
+            user = await self._user(user_id)
+        return self._principal(user, FULL_SCOPE, via="basic")
+
+    async def _user(self, user_id: str) -> User:
+        user = await self.users.get(user_id)
+        if user is None:
+            raise Unauthorized("The user behind these credentials no longer exists")
+        return user
+
+    @staticmethod
+    def _principal(user: User, scope: frozenset[str], *, via: str,
+                   session_digest: str | None = None, token_digest: str | None = None) -> Principal:
+        return Principal(
+            user_id=user.id, login=user.login, groups=user.groups, roles=user.roles,
+            scope=scope, session_digest=session_digest, token_digest=token_digest, via=via,
+        )

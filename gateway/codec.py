@@ -1,0 +1,15 @@
+"""msgpack for everything the gateway keeps in or sends through Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+
+def pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)

@@ -1,0 +1,67 @@
+"""Every Redis key and channel the gateway uses, in one place.
+
+All names start with ``gw:`` so a shared Redis can host other data. Store names are restricted
+to ``[A-Za-z0-9_-]`` by the API, so they are safe inside key names.
+"""
+
+from __future__ import annotations
+
+PREFIX = "gw:"
+
+# Users, credentials and sessions
+USERS = PREFIX + "users"  # hash: user id -> msgpack user record (with password hash)
+USER_LOGINS = PREFIX + "user-logins"  # hash: login -> user id
+
+
+def session(sid_digest: str) -> str:
+    """A cookie session, keyed by the SHA-256 of its id: a leaked dump reveals no usable sid."""
+    return f"{PREFIX}session:{sid_digest}"
+
+
+def user_sessions(user_id: str) -> str:
+    return f"{PREFIX}user-sessions:{user_id}"
+
+
+def token(token_digest: str) -> str:
+    """A bearer token (login token, API-key access token or one-time token), by SHA-256."""
+    return f"{PREFIX}token:{token_digest}"
+
+
+APIKEYS = PREFIX + "apikeys"  # hash: key id -> msgpack {user, scope, digest, createdAt}
+
+
+def user_apikeys(user_id: str) -> str:
+    return f"{PREFIX}user-apikeys:{user_id}"
+
+
+def ratelimit(user_id: str, window: str) -> str:
+    return f"{PREFIX}rl:{user_id}:{window}"
+
+
+def login_failures(address: str) -> str:
+    return f"{PREFIX}auth-failures:{address}"
+
+
+def ban(address: str) -> str:
+    return f"{PREFIX}ban:{address}"
+
+
+# Entities and events
+def entity(store: str, entity_id: str) -> str:
+    return f"{PREFIX}e:{store}:{entity_id}"
+
+
+def entity_index(store: str) -> str:
+    """Sorted set of entity ids by creation time (ms): paging without loading the store."""
+    return f"{PREFIX}ix:{store}"
+
+
+def history(store: str) -> str:
+    """Stream of the store's recent events (GATEWAY_HISTORY_SIZE), for `since` recovery."""
+    return f"{PREFIX}history:{store}"
+
+
+EVENTS_CHANNEL = PREFIX + "events"  # pub/sub: every event, for realtime fan-out
+CONTROL_CHANNEL = PREFIX + "control"  # pub/sub: session revocations and other signals
+HOOK_INBOX = PREFIX + "hooks:inbox"  # stream: events awaiting hook matching (durable)
+HOOK_COUNT = PREFIX + "hooks:count"  # number of hooks; writes skip HOOK_INBOX when absent
