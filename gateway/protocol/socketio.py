@@ -226,12 +226,13 @@ class Decoder:
     BINARY_ACK packets come out as EVENT and ACK with bytes in place of the placeholders.
     """
 
-    __slots__ = ("_max_attachments", "_pending", "_buffers")
+    __slots__ = ("_max_attachments", "_pending", "_buffers", "_expected")
 
     def __init__(self, *, max_attachments: int = 10) -> None:
         self._max_attachments = max_attachments
         self._pending: SIOPacket | None = None
         self._buffers: list[bytes] = []
+        self._expected = 0
 
     @property
     def awaiting_attachments(self) -> bool:
