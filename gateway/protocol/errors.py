@@ -7,7 +7,7 @@ The tree::
     │   ├── PacketDecodeError        one Engine.IO packet: empty, unknown type, bad base64, ...
     │   ├── PayloadDecodeError       polling payload framing: bad length, truncated, bad JSONP body
     │   ├── SocketIODecodeError      Socket.IO packet: bad JSON, bad namespace, bad attachments
-    │   └── UpgradeError             the probe transport did not follow the upgrade dance
+    │   └── HeartbeatError           a ping or pong in the wrong direction for the version
     └── LocalProtocolError           we misused the API (send after close, unencodable data, ...)
 
 Like h11's ``RemoteProtocolError`` / ``LocalProtocolError``: a peer fault is answered by closing
@@ -18,13 +18,13 @@ Socket.IO disconnect reason it maps to in ``reason``.
 from __future__ import annotations
 
 __all__ = [
+    "HeartbeatError",
     "LocalProtocolError",
     "PacketDecodeError",
     "PayloadDecodeError",
     "ProtocolError",
     "RemoteProtocolError",
     "SocketIODecodeError",
-    "UpgradeError",
 ]
 
 
@@ -54,8 +54,8 @@ class SocketIODecodeError(RemoteProtocolError):
     """A Socket.IO packet, or one of its binary attachments, could not be decoded."""
 
 
-class UpgradeError(RemoteProtocolError):
-    """The client broke the polling → websocket upgrade sequence."""
+class HeartbeatError(RemoteProtocolError):
+    """A ping from an ``EIO=4`` client or a pong from an ``EIO=3`` client."""
 
     reason = "transport error"
 
