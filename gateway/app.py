@@ -13,15 +13,19 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from gateway.api import auth as auth_routes
+from gateway.api import entities as entity_routes
+from gateway.api import events as event_routes
 from gateway.api import health, users as user_routes
 from gateway.api.errors import EXCEPTION_HANDLERS
 from gateway.api.middleware import GatewayMiddleware
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.bans import LoginGuard
 from gateway.auth.credentials import ApiKeys, Sessions, Tokens
+from gateway.events.pipeline import EventPipeline
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
+from gateway.store.entities import Entities
 from gateway.store.redis import Redis, client_for
 from gateway.store.users import LoginTaken, Users
 
@@ -49,6 +53,8 @@ class AppContext:
     guard: LoginGuard
     authenticator: Authenticator
     ratelimiter: RateLimiter
+    events: EventPipeline
+    entities: Entities
     components: list[Component] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -57,14 +63,17 @@ class AppContext:
         users = Users(redis)
         sessions = Sessions(redis, ttl_s=settings.auth.session_ttl_s)
         tokens = Tokens(redis)
+        metrics = metrics or Metrics()
+        events = EventPipeline(redis, history_size=settings.realtime.history_size, metrics=metrics)
         guard = LoginGuard(redis, attempts=settings.auth.ban_attempts,
                            window_s=settings.auth.ban_window_s, ban_s=settings.auth.ban_s)
         return cls(
-            settings=settings, redis=redis, metrics=metrics or Metrics(), users=users,
+            settings=settings, redis=redis, metrics=metrics, users=users,
             sessions=sessions, tokens=tokens, apikeys=ApiKeys(redis), guard=guard,
             authenticator=Authenticator(users=users, sessions=sessions, tokens=tokens, guard=guard),
             ratelimiter=RateLimiter(redis, per_second=settings.ratelimit.per_second,
                                     per_minute=settings.ratelimit.per_minute),
+            events=events, entities=Entities(redis, events),
         )
 
 
@@ -80,7 +89,9 @@ async def bootstrap_admin(ctx: AppContext) -> None:
 def create_app(settings: Settings, redis_url: str) -> Starlette:
     """The ASGI app; Redis is connected in the lifespan, inside the server's event loop."""
     metrics = Metrics()
-    routes: list[BaseRoute] = [*health.routes, *auth_routes.routes, *user_routes.routes]
+    # The entity routes are catch-alls under /api/v1/{store}: they go last.
+    routes: list[BaseRoute] = [*health.routes, *auth_routes.routes, *user_routes.routes,
+                               *event_routes.routes, *entity_routes.routes]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

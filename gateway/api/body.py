@@ -35,11 +35,27 @@ async def read_json_object(request: Request, max_bytes: int = MAX_BODY_BYTES) ->
     if not raw.strip():
         raise BadRequest("Request body is empty: send a JSON object")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_reject_constant, parse_int=_bounded_int)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"Request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("Request body is nested too deeply") from None
     if not isinstance(value, dict):
         raise BadRequest(f"Request body must be a JSON object, not {json_type(value)}")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; Python's parser accepts them, no client could read them back.
+    raise BadRequest(f"Request body is not valid JSON: {name} is not a JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    # Integers are kept as msgpack, which holds 64 bits; JavaScript clients lose precision
+    # far earlier, so a larger number is almost surely a mistake.
+    value = int(text)
+    if not -(2**63) <= value < 2**64:
+        raise BadRequest(f"Request body has an integer out of the 64-bit range: {text[:40]}")
     return value
 
 
