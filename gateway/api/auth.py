@@ -52,6 +52,13 @@ async def logout(request: Request) -> Response:
         await ctx.sessions.revoke(who.session_digest)
     elif who.token_digest:
         await ctx.tokens.revoke(who.token_digest)
+    # A browser may send other credentials beside its cookie (Authorization wins in
+    # authenticate); logging out must still end the session the cookie names.
+    sid = request.cookies.get(SESSION_COOKIE)
+    if sid and not who.session_digest:
+        found = await ctx.sessions.user_for(sid)
+        if found is not None and found[0] == who.user_id:
+            await ctx.sessions.revoke(found[1])
     response = JSONResponse({"success": True})
     response.headers.append(
         "set-cookie",
