@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.api.body import optional_str_list, read_json_object, require_str
-from gateway.api.deps import admin, context, principal
+from gateway.api.body import (
+    json_type, optional_str_list, read_body, read_json_object, require_str,
+)
+from gateway.api.deps import admin, context, principal, writer
 from gateway.exceptions import BadRequest, Conflict, NotFound
 from gateway.store.users import LoginTaken
 
@@ -38,6 +42,8 @@ async def create_user(request: Request) -> Response:
     login = validate_login(require_str(body, "login") or "")
     password = require_str(body, "password") or ""
     groups = optional_str_list(body, "groups") or []
+    if not all(groups):
+        raise BadRequest("'groups' must be non-empty strings")
     roles = optional_str_list(body, "roles") or []
     unknown = set(roles) - ROLES
     if unknown:
@@ -49,6 +55,20 @@ async def create_user(request: Request) -> Response:
     return JSONResponse(user.public(), status_code=201)
 
 
+async def _optional_object(request: Request) -> dict[str, Any]:
+    """A JSON object body, or {} when there is no body at all (every field is optional)."""
+    raw = await read_body(request)
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"Request body must be a JSON object, not {json_type(value)}")
+    return value
+
+
 def parse_scope(value: object) -> str:
     if value is None:
         return "read write"
@@ -58,8 +78,9 @@ def parse_scope(value: object) -> str:
 
 
 async def create_apikey(request: Request) -> Response:
-    who = await principal(request)
-    body = await read_json_object(request)
+    # A write: a read-scoped token must not mint itself a "read write" key.
+    who = await writer(request)
+    body = await _optional_object(request)
     scope = parse_scope(body.get("scope"))
     apikey, secret = await context(request).apikeys.create(who.user_id, scope)
     return JSONResponse({"id": apikey.id, "key": secret, "scope": apikey.scope,
@@ -73,7 +94,7 @@ async def list_apikeys(request: Request) -> Response:
 
 
 async def delete_apikey(request: Request) -> Response:
-    who = await principal(request)
+    who = await writer(request)
     apikeys = context(request).apikeys
     apikey = await apikeys.get(request.path_params["key_id"])
     if apikey is None or (apikey.user_id != who.user_id and not who.is_admin):

@@ -94,6 +94,10 @@ class Tokens:
         if not raw:
             return None
         record = codec.unpack(raw)
+        # An API key's access token dies with its key: deleting a leaked key must not leave
+        # its tokens working for up to 900 s.
+        if "key" in record and not await self._redis.hexists(keys.APIKEYS, record["key"]):
+            return None
         return TokenRecord(record["u"], frozenset(record["s"]), record["k"], digest)
 
     async def revoke(self, digest: str) -> None:
