@@ -284,6 +284,9 @@ class Session:
                 self._awaiting_pong = False
                 self._deadline = now + self._config.ping_interval_ms / 1000
         elif kind is PacketType.CLOSE:
+            if self._state is not State.WEBSOCKET:
+                # release a pending GET (node's polling transport answers it with a noop)
+                self._out.append(Packet(PacketType.NOOP))
             self._close(TRANSPORT_CLOSE)
         # OPEN, UPGRADE and NOOP mean nothing on an established transport: ignored, as node does
 

@@ -383,6 +383,18 @@ def test_client_close_packet_is_transport_close() -> None:
     assert session.state is State.CLOSED
 
 
+def test_client_close_over_polling_releases_the_pending_get_with_a_noop() -> None:
+    session = opened(3, "polling")
+    session.receive_payload("1:1", now=101)
+    assert session.payload_to_send() == "1:6"
+
+
+def test_client_close_over_websocket_queues_nothing() -> None:
+    session = opened(3)
+    session.receive_data("1", now=101)
+    assert session.data_to_send() == []
+
+
 def test_server_close_queues_close_packet_and_reports_forced_close() -> None:
     session = opened(3, "polling")
     session.close()
