@@ -20,7 +20,7 @@ Peer faults never raise out of ``receive_*``: the session closes itself and repo
 Everything that differs between ``EIO=3`` and ``EIO=4`` comes from the ``Dialect`` chosen once
 (see ``dialect.py``); this module never tests a version number.
 
-Transport states (``TRANSITIONS`` below is the whole table)::
+Transport states (``states.TRANSITIONS`` is the whole table)::
 
     POLLING ──start_upgrade──▶ PROBING ──client sends 5──▶ WEBSOCKET
        ▲                          │
@@ -47,13 +47,12 @@ a namespace not joined is a peer fault.
 
 from __future__ import annotations
 
-import enum
 import secrets
-from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import parse_qsl
 
 from . import socketio
+from .config import SessionConfig
 from .dialect import Dialect
 from .engineio import Outgoing, Packet, PacketType
 from .errors import (
@@ -79,55 +78,9 @@ from .events import (
     Upgraded,
 )
 from .socketio import SIOPacket, SIOType
+from .states import TRANSITIONS, State, Trigger
 
-__all__ = ["SessionConfig", "Session", "State", "TRANSITIONS"]
-
-
-class State(enum.Enum):
-    POLLING = "polling"
-    PROBING = "probing"  # still polling; a websocket is testing the upgrade
-    WEBSOCKET = "websocket"
-    CLOSED = "closed"
-
-
-class _Trigger(enum.Enum):
-    START_UPGRADE = "start_upgrade"
-    UPGRADE = "upgrade packet"
-    ABORT_UPGRADE = "abort upgrade"
-    CLOSE = "close"
-
-
-TRANSITIONS: dict[tuple[State, _Trigger], State] = {
-    (State.POLLING, _Trigger.START_UPGRADE): State.PROBING,
-    (State.PROBING, _Trigger.UPGRADE): State.WEBSOCKET,
-    (State.PROBING, _Trigger.ABORT_UPGRADE): State.POLLING,
-    (State.POLLING, _Trigger.CLOSE): State.CLOSED,
-    (State.PROBING, _Trigger.CLOSE): State.CLOSED,
-    (State.WEBSOCKET, _Trigger.CLOSE): State.CLOSED,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    """Per-server settings shared by every session.
-
-    Attributes:
-        ping_interval_ms: heartbeat interval, sent in the open packet.
-        ping_timeout_ms: heartbeat grace, sent in the open packet.
-        max_payload: bytes per polling payload, advertised to ``EIO=4`` clients.
-        upgrade_timeout_ms: time allowed from ``start_upgrade`` to the client's ``5``.
-        allow_upgrades: advertise ``websocket`` to polling clients.
-        namespaces: namespaces a client may join.
-        max_attachments: binary attachments allowed in one Socket.IO packet.
-    """
-
-    ping_interval_ms: int = 25_000
-    ping_timeout_ms: int = 60_000
-    max_payload: int = 1_000_000
-    upgrade_timeout_ms: int = 10_000
-    allow_upgrades: bool = True
-    namespaces: frozenset[str] = frozenset({"/"})
-    max_attachments: int = 10
+__all__ = ["Session", "SessionConfig", "State"]
 
 
 def _random_socket_id() -> str:
@@ -227,7 +180,7 @@ class Session:
         """The Socket.IO id sent to the client for a joined namespace (``EIO=4`` only)."""
         return self._namespaces.get(namespace)
 
-    def _transition(self, trigger: _Trigger) -> None:
+    def _transition(self, trigger: Trigger) -> None:
         try:
             self._state = TRANSITIONS[self._state, trigger]
         except KeyError:
@@ -300,7 +253,7 @@ class Session:
     def start_upgrade(self, *, now: float) -> None:
         """A websocket arrived for this polling session; its frames go to
         ``receive_upgrade_data`` until ``Upgraded`` or ``UpgradeAborted``."""
-        self._transition(_Trigger.START_UPGRADE)
+        self._transition(Trigger.START_UPGRADE)
         self._upgrade_deadline = now + self._config.upgrade_timeout_ms / 1000
 
     def receive_upgrade_data(self, data: str | bytes, *, now: float) -> list[str | bytes]:
@@ -320,7 +273,7 @@ class Session:
             self._out.append(Packet(PacketType.NOOP))
             return [self._dialect.codec.encode_packet(Packet(PacketType.PONG, "probe"))]
         if packet.type is PacketType.UPGRADE:
-            self._transition(_Trigger.UPGRADE)
+            self._transition(Trigger.UPGRADE)
             self._upgrade_deadline = None
             self._events.append(Upgraded())
             return []
@@ -330,7 +283,7 @@ class Session:
     def abort_upgrade(self, reason: str = TRANSPORT_CLOSE) -> None:
         """Give up the upgrade (the probing websocket closed, or sent nonsense)."""
         if self._state is State.PROBING:
-            self._transition(_Trigger.ABORT_UPGRADE)
+            self._transition(Trigger.ABORT_UPGRADE)
             self._upgrade_deadline = None
             self._events.append(UpgradeAborted(reason))
 
@@ -486,7 +439,7 @@ class Session:
         self._close(error.reason, error)
 
     def _close(self, reason: str, error: RemoteProtocolError | None = None) -> None:
-        self._transition(_Trigger.CLOSE)
+        self._transition(Trigger.CLOSE)
         self._upgrade_deadline = None
         self._namespaces.clear()
         self._events.append(Disconnected(reason, error))

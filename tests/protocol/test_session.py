@@ -21,7 +21,7 @@ from gateway.protocol import (
     dialect_for,
     encode_broadcast,
 )
-from gateway.protocol.session import TRANSITIONS
+from gateway.protocol.states import TRANSITIONS
 
 CONFIG = SessionConfig(
     ping_interval_ms=25_000,
