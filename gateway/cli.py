@@ -135,6 +135,9 @@ async def create_user(redis: Redis, args: Any) -> int:
     if not LOGIN.match(args.login):
         print("gateway: a login is 1 to 128 characters, with no spaces or ':'", file=sys.stderr)
         return 2
+    if not args.password:
+        print("gateway: the password must not be empty", file=sys.stderr)
+        return 2
     roles = [role for role, on in (("admin", args.admin), ("readonly", args.readonly),
                                    ("publisher", args.publisher)) if on]
     groups = [group.strip() for group in args.groups.split(",") if group.strip()]
