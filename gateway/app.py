@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount
 
 from gateway.api import auth as auth_routes
 from gateway.api import entities as entity_routes
@@ -24,6 +24,8 @@ from gateway.auth.credentials import ApiKeys, Sessions, Tokens
 from gateway.events.pipeline import EventPipeline
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
+from gateway.realtime.endpoint import SocketIOEndpoint
+from gateway.realtime.service import Realtime
 from gateway.settings import Settings
 from gateway.store.entities import Entities
 from gateway.store.redis import Redis, client_for
@@ -55,6 +57,7 @@ class AppContext:
     ratelimiter: RateLimiter
     events: EventPipeline
     entities: Entities
+    realtime: Realtime
     components: list[Component] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -65,6 +68,7 @@ class AppContext:
         tokens = Tokens(redis)
         metrics = metrics or Metrics()
         events = EventPipeline(redis, history_size=settings.realtime.history_size, metrics=metrics)
+        entities = Entities(redis, events)
         guard = LoginGuard(redis, attempts=settings.auth.ban_attempts,
                            window_s=settings.auth.ban_window_s, ban_s=settings.auth.ban_s)
         return cls(
@@ -73,7 +77,9 @@ class AppContext:
             authenticator=Authenticator(users=users, sessions=sessions, tokens=tokens, guard=guard),
             ratelimiter=RateLimiter(redis, per_second=settings.ratelimit.per_second,
                                     per_minute=settings.ratelimit.per_minute),
-            events=events, entities=Entities(redis, events),
+            events=events, entities=entities,
+            realtime=Realtime(redis, settings=settings.realtime, entities=entities,
+                              metrics=metrics),
         )
 
 
@@ -90,7 +96,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
     """The ASGI app; Redis is connected in the lifespan, inside the server's event loop."""
     metrics = Metrics()
     # The entity routes are catch-alls under /api/v1/{store}: they go last.
-    routes: list[BaseRoute] = [*health.routes, *auth_routes.routes, *user_routes.routes,
+    routes: list[BaseRoute] = [Mount("/socket.io", app=SocketIOEndpoint()), *health.routes, *auth_routes.routes, *user_routes.routes,
                                *event_routes.routes, *entity_routes.routes]
 
     @contextlib.asynccontextmanager
@@ -99,6 +105,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         ctx = AppContext.build(settings, redis, metrics)
         app.state.ctx = ctx
         await bootstrap_admin(ctx)
+        ctx.components.insert(0, ctx.realtime)
         for component in ctx.components:
             await component.start()
         try:

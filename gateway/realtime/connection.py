@@ -1,0 +1,196 @@
+"""One realtime client: its protocol session, its user, its subscriptions and its outbox.
+
+The connection is transport-agnostic. Whatever carries it (a websocket, or long-polling
+requests) waits on `wake` and drains the session's queue; `push` only appends and sets the
+event, so the hub can fan an event out to thousands of connections without awaiting any.
+
+Back-pressure: at most `max_pending` messages may wait for a transport. A client that falls
+further behind is disconnected ("slow consumer") instead of growing memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from gateway import ids
+from gateway.api.entities import RESERVED, STORE
+from gateway.auth.principal import Principal
+from gateway.events.history import BadSince
+from gateway.metrics import Metrics
+from gateway.permissions import may_read
+from gateway.protocol import (
+    Connected,
+    Disconnected,
+    EventReceived,
+    LocalProtocolError,
+    Session,
+    Upgraded,
+)
+from gateway.protocol.events import FORCED_CLOSE
+from gateway.realtime.hub import Topic
+
+if TYPE_CHECKING:
+    from gateway.realtime.service import Realtime
+
+log = logging.getLogger(__name__)
+
+SLOW_CONSUMER = "slow consumer"
+
+
+def _failure(code: str, message: str) -> dict[str, Any]:
+    return {"success": False, "code": code, "message": message}
+
+
+class Connection:
+    __slots__ = ("session", "principal", "transport", "realtime", "topics", "last_ids",
+                 "recovering", "wake", "pending", "closed", "close_reason", "opened_at", "polling",
+                 "_tasks", "__weakref__")
+
+    def __init__(self, session: Session, principal: Principal, transport: str,
+                 realtime: Realtime) -> None:
+        self.session = session
+        self.principal = principal
+        self.transport = transport  # "polling" or "websocket"; changes on upgrade
+        self.realtime = realtime
+        self.topics: set[Topic] = set()
+        self.last_ids: dict[str, str] = {}
+        self.recovering: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        self.wake = asyncio.Event()
+        self.pending = 0
+        self.closed = False
+        self.close_reason: str | None = None
+        self.opened_at = time.monotonic()
+        self.polling = False  # a long-polling GET is waiting on this connection
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def sid(self) -> str:
+        return self.session.sid
+
+    @property
+    def eio(self) -> int:
+        return self.session.dialect.eio
+
+    # -- outbound ------------------------------------------------------------------------
+    def push(self, frame: str) -> None:
+        if self.closed:
+            return
+        if self.pending >= self.realtime.max_pending:
+            self.realtime.metrics.slow_disconnects.inc()
+            log.warning("slow consumer disconnected",
+                        extra={"sid": self.sid, "user": self.principal.user_id,
+                               "pending": self.pending})
+            self.close(SLOW_CONSUMER)
+            return
+        self.session.send_encoded(frame)
+        self.pending += 1
+        self.wake.set()
+
+    def drained(self) -> None:
+        """The transport took everything queued."""
+        self.pending = 0
+
+    def close(self, reason: str = FORCED_CLOSE) -> None:
+        """Disconnect the namespace and close the session: the client gets `41` and `1`,
+        so socket.io clients don't reconnect by themselves."""
+        if self.session.closed:
+            return
+        for namespace in self.session.namespaces:
+            self.session.disconnect_namespace(namespace)
+        self.session.close(reason)
+        self.handle_events()
+        self.wake.set()
+
+    # -- inbound -------------------------------------------------------------------------
+    def handle_events(self) -> None:
+        for event in self.session.events_received():
+            if isinstance(event, EventReceived):
+                self._spawn(self._on_client_event(event))
+            elif isinstance(event, Disconnected):
+                self._on_disconnected(event.reason, event.error)
+            elif isinstance(event, Upgraded):
+                self.transport = "websocket"
+                self.realtime.on_transport_change(self, "polling", "websocket")
+            elif isinstance(event, Connected):
+                pass  # the handshake was authenticated; nothing more to check
+        if self.session.has_data_to_send:
+            self.wake.set()
+
+    def _on_disconnected(self, reason: str, error: Exception | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self.realtime.forget(self)
+        log.info("realtime disconnected", extra={
+            "sid": self.sid, "user": self.principal.user_id, "reason": reason,
+            "error": str(error) if error else None,
+            "seconds": round(time.monotonic() - self.opened_at, 1)})
+        self.wake.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_client_event(self, event: EventReceived) -> None:
+        try:
+            if event.name == "subscribe":
+                answer = await self._subscribe(event.args)
+            elif event.name == "unsubscribe":
+                answer = self._unsubscribe(event.args)
+            else:
+                answer = _failure("400", f"Unknown event {event.name!r}: use subscribe or unsubscribe")
+        except Exception:
+            log.exception("realtime event failed", extra={"sid": self.sid, "event": event.name})
+            answer = _failure("500", "Internal error; try again")
+        if event.ack_id is not None and not self.session.closed:
+            try:
+                self.session.send_ack(event.namespace, event.ack_id, answer)
+            except LocalProtocolError:
+                return  # the namespace was left meanwhile
+            self.wake.set()
+
+    def _topic(self, args: tuple[Any, ...]) -> tuple[Topic, str | None] | dict[str, Any]:
+        spec = args[0] if args else None
+        if not isinstance(spec, dict):
+            return _failure("400", 'Send an object: {"store": "orders"} or {"store": …, "id": …}')
+        store, entity_id, since = spec.get("store"), spec.get("id"), spec.get("since")
+        if not isinstance(store, str) or not STORE.match(store) or store in RESERVED:
+            return _failure("400", "'store' must be a store name")
+        if entity_id is not None and not ids.is_object_id(entity_id):
+            return _failure("400", "'id' must be an entity id (24 lowercase hex characters)")
+        if since is not None and not isinstance(since, str):
+            return _failure("400", "'since' must be an event id (string)")
+        return (store, entity_id), since
+
+    async def _subscribe(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        parsed = self._topic(args)
+        if isinstance(parsed, dict):
+            return parsed
+        topic, since = parsed
+        store, entity_id = topic
+        if entity_id is not None:
+            entity = await self.realtime.entities.get(store, entity_id)
+            if entity is None or not may_read(self.principal, entity):
+                return _failure("404", f"No entity {entity_id} in {store!r} that you may read")
+        if self.closed:
+            return _failure("400", "The connection is closed")
+        try:
+            recovered = await self.realtime.hub.subscribe(self, topic, since)
+        except BadSince:
+            return _failure("400", f"'since' {since!r} is not an event id")
+        answer: dict[str, Any] = {"success": True}
+        if since is not None:
+            answer["recovered"] = recovered
+        return answer
+
+    def _unsubscribe(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        parsed = self._topic(args)
+        if isinstance(parsed, dict):
+            return parsed
+        self.realtime.hub.unsubscribe(self, parsed[0])
+        return {"success": True}

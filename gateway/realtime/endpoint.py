@@ -1,0 +1,125 @@
+"""/socket.io/: the handshake (version, transport, credentials), then hand-off to a transport.
+
+The handshake is authenticated before any Engine.IO packet exists: no or bad credentials get
+HTTP 401 with the error envelope on both transports (for websockets through the ASGI
+denial-response extension), so a client never sees an open packet it may not use.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from gateway.api.deps import address_of, context
+from gateway.api.errors import envelope, render
+from gateway.exceptions import ApiError, BadRequest, Unavailable
+from gateway.realtime import polling, websocket
+from gateway.realtime.service import Realtime
+
+log = logging.getLogger(__name__)
+
+EIO_VERSIONS = ("3", "4")
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    return {key: values[-1] for key, values in parsed.items()}
+
+
+class SocketIOEndpoint:
+    """The ASGI app mounted at /socket.io/."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if scope["type"] == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self._http(scope, receive, send)
+        except ApiError as error:
+            await self._refuse(scope, receive, send, render(error))
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, response: JSONResponse) -> None:
+        if scope["type"] == "websocket":
+            if "websocket.http.response" in scope.get("extensions", {}):
+                await response(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+        else:
+            await response(scope, receive, send)
+
+    @staticmethod
+    def _realtime(scope: Scope) -> Realtime:
+        return scope["app"].state.ctx.realtime  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _check(query: dict[str, str], transport: str) -> str:
+        eio = query.get("EIO")
+        if eio not in EIO_VERSIONS:
+            raise BadRequest("Unsupported protocol version: EIO must be 3 or 4")
+        if query.get("transport") != transport:
+            raise BadRequest(f"Bad transport {query.get('transport')!r} for this request")
+        return eio
+
+    async def _authenticate(self, request: Request | WebSocket, query: dict[str, str]):  # type: ignore[no-untyped-def]
+        ctx = context(request)  # type: ignore[arg-type]
+        return await ctx.authenticator.authenticate(
+            headers=request.headers, cookies=request.cookies,
+            address=address_of(request),  # type: ignore[arg-type]
+            query_token=query.get("token"),
+        )
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        realtime = self._realtime(scope)
+        query = _query(scope)
+        eio = self._check(query, "polling")
+        sid = query.get("sid")
+        if sid is None:
+            if request.method != "GET":
+                raise BadRequest("A new session starts with GET")
+            if not realtime.accepting:
+                raise Unavailable("The server is shutting down; reconnect to another")
+            principal = await self._authenticate(request, query)
+            conn = realtime.open(eio, principal, "polling")
+            log.info("realtime connected", extra={"sid": conn.sid, "user": principal.user_id,
+                                                  "eio": eio, "transport": "polling"})
+            response: Response = polling.first_response(conn, request)
+        else:
+            conn = realtime.get(sid)
+            if conn is None or str(conn.eio) != eio:
+                raise BadRequest("Session ID unknown")
+            if request.method == "GET":
+                response = await polling.get(conn, request)
+            elif request.method == "POST":
+                response = await polling.post(conn, request)
+            else:
+                response = envelope(405, "Use GET or POST", ("error_method_not_allowed",))
+        await response(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ws = WebSocket(scope, receive, send)
+        realtime = self._realtime(scope)
+        query = _query(scope)
+        eio = self._check(query, "websocket")
+        sid = query.get("sid")
+        if sid is not None:
+            conn = realtime.get(sid)
+            if conn is None or str(conn.eio) != eio or conn.transport != "polling":
+                raise BadRequest("Session ID unknown, or not a polling session to upgrade")
+            await ws.accept()
+            await websocket.upgrade(conn, receive, send)
+            return
+        if not realtime.accepting:
+            raise Unavailable("The server is shutting down; reconnect to another")
+        principal = await self._authenticate(ws, query)
+        await ws.accept()
+        conn = realtime.open(eio, principal, "websocket")
+        log.info("realtime connected", extra={"sid": conn.sid, "user": principal.user_id,
+                                              "eio": eio, "transport": "websocket"})
+        await websocket.pump(conn, receive, send)

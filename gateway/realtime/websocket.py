@@ -1,0 +1,93 @@
+"""The websocket transport: pumps frames between an ASGI websocket and a Connection.
+
+Two loops per socket: the reader feeds frames to the session; the writer sleeps on the
+connection's `wake` and writes whatever the session queued. Nothing here knows the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from starlette.types import Receive, Send
+
+from gateway.protocol import State
+from gateway.realtime.connection import Connection
+
+
+async def pump(conn: Connection, receive: Receive, send: Send) -> None:
+    """Run an established websocket connection until either side closes."""
+    writer = asyncio.create_task(_write(conn, send))
+    try:
+        await _read(conn, receive)
+    finally:
+        conn.wake.set()
+        with contextlib.suppress(asyncio.TimeoutError, Exception):
+            await asyncio.wait_for(writer, timeout=2)
+        if not writer.done():
+            writer.cancel()
+    with contextlib.suppress(Exception):
+        await send({"type": "websocket.close", "code": 1000})
+
+
+async def _read(conn: Connection, receive: Receive) -> None:
+    session = conn.session
+    while not conn.closed:
+        message = await receive()
+        kind = message["type"]
+        if kind == "websocket.receive":
+            data = message.get("text")
+            session.receive_data(data if data is not None else message.get("bytes") or b"",
+                                 now=time.monotonic())
+            conn.handle_events()
+        elif kind == "websocket.disconnect":
+            session.transport_closed()
+            conn.handle_events()
+            return
+
+
+async def _write(conn: Connection, send: Send) -> None:
+    session = conn.session
+    try:
+        while True:
+            await conn.wake.wait()
+            conn.wake.clear()
+            frames = session.data_to_send()
+            conn.drained()
+            for frame in frames:
+                if isinstance(frame, str):
+                    await send({"type": "websocket.send", "text": frame})
+                else:
+                    await send({"type": "websocket.send", "bytes": frame})
+            if conn.closed:
+                return
+    except Exception:  # the peer went away mid-write
+        session.transport_closed(error=True)
+        conn.handle_events()
+
+
+async def upgrade(conn: Connection, receive: Receive, send: Send) -> None:
+    """A websocket for a polling session: answer the probe, wait for `5`, then take over."""
+    session = conn.session
+    session.start_upgrade(now=time.monotonic())
+    while session.state is State.PROBING:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            session.abort_upgrade()
+            conn.handle_events()
+            return
+        data = message.get("text")
+        replies = session.receive_upgrade_data(
+            data if data is not None else message.get("bytes") or b"", now=time.monotonic())
+        conn.handle_events()  # wakes the pending GET so it returns the noop
+        for reply in replies:
+            if isinstance(reply, str):
+                await send({"type": "websocket.send", "text": reply})
+            else:
+                await send({"type": "websocket.send", "bytes": reply})
+    if session.state is State.WEBSOCKET:
+        await pump(conn, receive, send)
+    else:
+        with contextlib.suppress(Exception):
+            await send({"type": "websocket.close", "code": 1000})
