@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import uvicorn
+from starlette.applications import Starlette
 
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -25,6 +27,28 @@ def _redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
     return asyncio.run(check())
 
 
+class GatewayServer(uvicorn.Server):
+    """uvicorn, with realtime clients told goodbye before their sockets are cut.
+
+    On SIGTERM uvicorn stops listening, then closes websockets with code 1012 and drops
+    pending polls. We first stop accepting and send every Socket.IO client its disconnect and
+    close packets, so clients see a clean "server namespace disconnect" and don't count it as
+    a network failure.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        ctx = getattr(self._app.state, "ctx", None)
+        if ctx is not None:
+            await ctx.realtime.close_all("server shutting down", grace_s=3.0)
+        await super().shutdown(sockets)
+
+
 def serve(settings: Settings) -> int:
     url, embedded = _redis_url(settings)
     app = create_app(settings, url)
@@ -36,7 +60,7 @@ def serve(settings: Settings) -> int:
     log.info("gateway serving", extra={"host": settings.http.host, "port": settings.http.port,
                                        "redis": redact(url), "embedded_redis": embedded is not None,
                                        "hooks_worker": settings.hooks.worker})
-    uvicorn.Server(config).run()
+    GatewayServer(config, app).run()
     del embedded  # shut the embedded Redis down (with a final save) only after the server stops
     return 0
 
