@@ -65,3 +65,33 @@ EVENTS_CHANNEL = PREFIX + "events"  # pub/sub: every event, for realtime fan-out
 CONTROL_CHANNEL = PREFIX + "control"  # pub/sub: session revocations and other signals
 HOOK_INBOX = PREFIX + "hooks:inbox"  # stream: events awaiting hook matching (durable)
 HOOK_COUNT = PREFIX + "hooks:count"  # number of hooks; writes skip HOOK_INBOX when absent
+
+# REST hooks (gateway.hooks): subscriptions, their indexes, the delivery queue and log
+HOOKS = PREFIX + "hooks"  # hash: hook id -> msgpack hook record (with its secret)
+HOOK_JOBS = PREFIX + "hooks:jobs"  # stream: delivery jobs (field d = delivery id), group "delivery"
+HOOK_DELAYED = PREFIX + "hooks:delayed"  # sorted set: delivery id by due time (ms), for retries
+
+
+def user_hooks(user_id: str) -> str:
+    """Set of the hook ids a user owns."""
+    return f"{PREFIX}user-hooks:{user_id}"
+
+
+def hook_index(store: str, event: str) -> str:
+    """Set of hook ids subscribed to `event` (a type, `<prefix>.*` or `*`) on `store` (or `*`)."""
+    return f"{PREFIX}hooks:ix:{store}:{event}"
+
+
+def hook_log(hook_id: str) -> str:
+    """Sorted set of a hook's delivery ids by creation time (ms): the bounded delivery log."""
+    return f"{PREFIX}hook-log:{hook_id}"
+
+
+def hook_delivery(delivery_id: str) -> str:
+    """Hash: one delivery (hook, event, body, status, tries, next)."""
+    return f"{PREFIX}hook-delivery:{delivery_id}"
+
+
+def hook_attempts(delivery_id: str) -> str:
+    """List of a delivery's attempts, msgpack {at, statusCode, error, durationMs}."""
+    return f"{PREFIX}hook-attempts:{delivery_id}"
