@@ -1,0 +1,163 @@
+"""One delivery attempt over HTTP: limits, SSRF re-check with a pinned address, signing.
+
+Connections are pooled by one httpx.AsyncClient. Concurrency is bounded overall and per target
+(host and port); a request waits for its target's slot *before* taking a global one, so a
+target that hangs holds at most `per_host` slots and never starves the others. Each attempt is
+bounded by the hook timeout (resolution, connect, request and response together), redirects are
+not followed, and at most RESPONSE_CAP bytes of the answer are read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gateway import __version__
+from gateway.hooks import signing
+from gateway.hooks.resolver import Resolved, resolve
+from gateway.hooks.ssrf import TargetRefused, parse_target
+
+# httpx logs every request at INFO; the delivery log and metrics already record each attempt.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+RESPONSE_CAP = 4096  # bytes of a target's answer read
+RESPONSE_KEPT = 1024  # characters of it kept in the delivery log
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    at: int  # ms since the epoch
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    response: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == 410
+
+    def record(self) -> dict[str, Any]:
+        return {"at": self.at, "statusCode": self.status_code, "error": self.error,
+                "durationMs": self.duration_ms, "response": self.response}
+
+
+class _Slot:
+    __slots__ = ("semaphore", "users")
+
+    def __init__(self, size: int) -> None:
+        self.semaphore = asyncio.Semaphore(size)
+        self.users = 0
+
+
+def encode_body(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def target_key(url: str) -> str:
+    try:
+        target = parse_target(url)
+    except TargetRefused:
+        return url
+    return f"{target.host}:{target.port}"
+
+
+class Deliverer:
+    def __init__(self, *, timeout_s: float, allow_private: bool, concurrency: int = 64,
+                 per_host: int = 8) -> None:
+        self.timeout_s = timeout_s
+        self.per_host = per_host
+        self._allow_private = allow_private
+        self._global = asyncio.Semaphore(concurrency)
+        self._hosts: dict[str, _Slot] = {}
+        self._client = httpx.AsyncClient(
+            follow_redirects=False, trust_env=False, timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency,
+                                keepalive_expiry=30),
+            headers={"user-agent": f"gateway-webhooks/{__version__}"},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def backlog(self, url: str) -> int:
+        """Attempts for this URL's target running or waiting for a slot in this process."""
+        slot = self._hosts.get(target_key(url))
+        return slot.users if slot else 0
+
+    async def attempt(self, *, url: str, secret: str, msg_id: str, body: bytes,
+                      still_wanted: Callable[[], Awaitable[bool]]) -> Attempt | None:
+        """POST the body, signed; None when `still_wanted` said no right before sending."""
+        key = target_key(url)
+        slot = self._hosts.get(key) or self._hosts.setdefault(key, _Slot(self.per_host))
+        slot.users += 1
+        try:
+            async with slot.semaphore, self._global:
+                return await self._attempt(url, secret, msg_id, body, still_wanted)
+        finally:
+            slot.users -= 1
+            if slot.users == 0:
+                self._hosts.pop(key, None)
+
+    async def _attempt(self, url: str, secret: str, msg_id: str, body: bytes,
+                       still_wanted: Callable[[], Awaitable[bool]]) -> Attempt | None:
+        at = int(time.time() * 1000)
+        started = time.monotonic()
+
+        def done(status: int | None, error: str | None, response: str = "") -> Attempt:
+            return Attempt(at, status, error, int((time.monotonic() - started) * 1000), response)
+
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                resolved = await resolve(parse_target(url), allow_private=self._allow_private)
+                if not await still_wanted():
+                    return None
+                started = time.monotonic()
+                request = self._request(resolved, secret, msg_id, body)
+                response = await self._client.send(request, stream=True)
+                try:
+                    text = await _read_capped(response)
+                finally:
+                    await response.aclose()
+        except TargetRefused as exc:
+            return done(None, f"refused: {exc}")
+        except TimeoutError:
+            return done(None, f"timed out after {self.timeout_s:g} s")
+        except httpx.HTTPError as exc:
+            return done(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+        return done(response.status_code, error, text)
+
+    def _request(self, resolved: Resolved, secret: str, msg_id: str, body: bytes) -> httpx.Request:
+        url = httpx.URL(resolved.target.url)
+        headers = signing.headers(secret, msg_id, int(time.time()), body)
+        extensions: dict[str, Any] = {}
+        if resolved.address is not None:
+            # Connect to the address we checked, not to whatever the name resolves to now.
+            headers["host"] = url.netloc.decode("ascii")
+            if url.scheme == "https":
+                extensions["sni_hostname"] = resolved.target.host
+            url = url.copy_with(host=str(resolved.address))
+        return self._client.build_request("POST", url, headers=headers, content=body,
+                                          extensions=extensions)
+
+
+async def _read_capped(response: httpx.Response) -> str:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= RESPONSE_CAP:
+            break
+    return b"".join(chunks)[:RESPONSE_KEPT].decode("utf-8", "replace")

@@ -1,0 +1,253 @@
+"""The hook worker: matcher, delivery loop and scheduler, inline in `gateway serve` or alone.
+
+    gw:hooks:inbox ──matcher──► gw:hooks:jobs ──delivery loop──► POST target
+                                     ▲                              │ outcome recorded and job
+                                     │ due retries promoted         │ acked in one script
+                               gw:hooks:delayed ◄───────────────────┘ (failed: schedule a retry)
+
+Jobs are read with XREADGROUP in the "delivery" group, so several workers share them and each
+job goes to one worker. A job stays in its worker's pending list until its outcome is recorded;
+the worker touches its in-flight jobs every HEARTBEAT_S (XCLAIM to itself, resetting their idle
+time), and any worker reclaims jobs idle longer than the visibility timeout (hook timeout +
+VISIBILITY_MARGIN_S) with XAUTOCLAIM: those of a killed worker. On SIGTERM a worker stops
+reading, lets running attempts finish (they are bounded by the hook timeout), and hands back
+the ones that had not started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+
+from gateway.hooks.delivery import Deliverer
+from gateway.hooks.matcher import Matcher
+from gateway.hooks.queue import DELIVERY_GROUP, DeliveryQueue
+from gateway.hooks.store import Hooks
+from gateway.metrics import Metrics
+from gateway.settings import HookSettings, Settings
+from gateway.store import keys
+from gateway.store.redis import Redis, client_for
+from gateway.store.users import Users
+
+log = logging.getLogger(__name__)
+
+VISIBILITY_MARGIN_S = 3.0
+HEARTBEAT_S = 1.0
+PROMOTE_EVERY_S = 0.05
+BUSY_TARGET_DEFER_S = 1.0  # a job for a target with a full backlog waits this long, unattempted
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+class HookWorker:
+    """A Component (start/stop) delivering hooks from the shared queue."""
+
+    def __init__(self, redis: Redis, *, settings: HookSettings, metrics: Metrics, users: Users,
+                 max_in_flight: int = 256, concurrency: int = 64, per_host: int = 8) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._metrics = metrics
+        self._consumer = consumer_name()
+        self._hooks = Hooks(redis)
+        self._queue = DeliveryQueue(redis, retry_schedule_s=settings.retry_schedule_s)
+        self._matcher = Matcher(redis, hooks=self._hooks, queue=self._queue, users=users,
+                                consumer=self._consumer)
+        self._deliverer: Deliverer | None = None
+        self._concurrency = concurrency
+        self._per_host = per_host
+        self._max_in_flight = max_in_flight
+        self._visibility_ms = int((settings.timeout_s + VISIBILITY_MARGIN_S) * 1000)
+        self._stopping = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._in_flight: dict[asyncio.Task[None], str] = {}
+        self._loops: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self._queue.ensure_groups()
+        self._deliverer = Deliverer(timeout_s=self._settings.timeout_s,
+                                    allow_private=self._settings.allow_private,
+                                    concurrency=self._concurrency, per_host=self._per_host)
+        self._loops = [asyncio.create_task(self._matcher.run(self._stopping), name="hook-matcher"),
+                       asyncio.create_task(self._read_jobs(), name="hook-jobs"),
+                       asyncio.create_task(self._maintain(), name="hook-scheduler")]
+        log.info("hook worker started", extra={"consumer": self._consumer,
+                                               "visibility_ms": self._visibility_ms})
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._room.set()
+        readers, maintainer = self._loops[:2], self._loops[2:]
+        # The readers block for at most 1 s; then no new job is taken.
+        _done, late = await asyncio.wait(readers, timeout=2) if readers else (set(), set())
+        for task in late:
+            task.cancel()
+        if self._in_flight:
+            log.info("hook worker finishing attempts", extra={"in_flight": len(self._in_flight)})
+            _done, late = await asyncio.wait(list(self._in_flight),
+                                             timeout=self._settings.timeout_s + 1)
+            for task in late:
+                task.cancel()  # the task hands its job back to the queue
+            if late:
+                await asyncio.wait(late, timeout=2)
+        for task in maintainer:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._deliverer is not None:
+            await self._deliverer.aclose()
+        log.info("hook worker stopped", extra={"consumer": self._consumer})
+
+    # Reading jobs -------------------------------------------------------------------------
+
+    async def _read_jobs(self) -> None:
+        next_claim = 0.0
+        while not self._stopping.is_set():
+            await self._room.wait()
+            if self._stopping.is_set():
+                return
+            free = self._max_in_flight - len(self._in_flight)
+            try:
+                now = time.monotonic()
+                if now >= next_claim:
+                    next_claim = now + HEARTBEAT_S
+                    entries = await self._reclaim(free)
+                else:
+                    reply = await self._redis.xreadgroup(
+                        DELIVERY_GROUP, self._consumer, {keys.HOOK_JOBS: ">"},
+                        count=min(free, 100), block=500)
+                    entries = [e for _stream, items in reply for e in items] if reply else []
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading hook jobs failed; retrying in 1 s")
+                await asyncio.sleep(1)
+                with contextlib.suppress(Exception):
+                    await self._queue.ensure_groups()
+                continue
+            for entry_id, fields in entries:
+                self._spawn(entry_id.decode(), fields)
+
+    async def _reclaim(self, free: int) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+        """Jobs of dead workers: pending in the group and untouched for the visibility timeout."""
+        reply = await self._redis.xautoclaim(keys.HOOK_JOBS, DELIVERY_GROUP, self._consumer,
+                                             self._visibility_ms, "0-0", count=free)
+        if reply[1]:
+            log.warning("hook jobs reclaimed from a stalled worker", extra={"count": len(reply[1])})
+        return list(reply[1])
+
+    def _spawn(self, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
+        delivery_id = (fields or {}).get(b"d", b"").decode()
+        task = asyncio.create_task(self._handle(entry_id, delivery_id),
+                                   name=f"hook-delivery:{delivery_id}")
+        self._in_flight[task] = entry_id
+        if len(self._in_flight) >= self._max_in_flight:
+            self._room.clear()
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task, None)
+        self._room.set()
+
+    # One job ------------------------------------------------------------------------------
+
+    async def _handle(self, entry_id: str, delivery_id: str) -> None:
+        assert self._deliverer is not None
+        started = False
+        try:
+            delivery = await self._queue.delivery(delivery_id) if delivery_id else None
+            hook = await self._hooks.get(delivery["hook"].decode()) if delivery else None
+            if delivery is None or hook is None:  # the hook was deleted, or the log trimmed
+                await self._queue.release(entry_id, delivery_id, delay_s=None)
+                return
+            if self._deliverer.backlog(hook.target_url) >= self._per_host * 4:
+                await self._queue.release(entry_id, delivery_id, delay_s=BUSY_TARGET_DEFER_S)
+                return
+
+            async def still_wanted() -> bool:
+                nonlocal started
+                if self._stopping.is_set():
+                    return False
+                started = await self._redis.hexists(keys.HOOKS, hook.id)
+                return started
+
+            attempt = await self._deliverer.attempt(
+                url=hook.target_url, secret=hook.secret, msg_id=delivery["event"].decode(),
+                body=delivery["body"], still_wanted=still_wanted)
+            if attempt is None:  # stopping (hand it back) or the hook was deleted (drop it)
+                await self._queue.release(entry_id, delivery_id,
+                                          delay_s=0 if self._stopping.is_set() else None)
+                return
+            self._metrics.hook_attempt_latency.observe(attempt.duration_ms / 1000)
+            if attempt.gone:
+                await self._hooks.delete(hook)
+                await self._queue.release(entry_id, delivery_id, delay_s=None)
+                result = "gone"
+                log.info("hook deleted: its target answered 410",
+                         extra={"hook": hook.id, "delivery": delivery_id})
+            else:
+                result = await self._queue.record(entry_id, delivery_id, attempt.record(),
+                                                  attempt.succeeded)
+            self._metrics.hook_deliveries.labels(result).inc()
+        except asyncio.CancelledError:
+            # Shutting down with the attempt unfinished: give the job back for another worker.
+            # (If the request had gone out, the target may see it twice: at least once.)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._queue.release(entry_id, delivery_id, delay_s=0))
+            log.warning("hook delivery handed back", extra={"delivery": delivery_id,
+                                                            "sent": started})
+            raise
+        except Exception:
+            # Left pending: reclaimed after the visibility timeout.
+            log.exception("hook delivery failed", extra={"delivery": delivery_id})
+
+    # Scheduling, heartbeat, metrics -------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        next_beat = 0.0
+        while True:
+            try:
+                await self._queue.promote()
+                now = time.monotonic()
+                if now >= next_beat:
+                    next_beat = now + HEARTBEAT_S
+                    await self._heartbeat()
+                    depth, oldest = await self._queue.depth()
+                    self._metrics.hook_queue_depth.set(depth)
+                    self._metrics.hook_oldest_pending.set(oldest)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("hook scheduler failed; retrying in 1 s")
+                await asyncio.sleep(1)
+            await asyncio.sleep(PROMOTE_EVERY_S)
+
+    async def _heartbeat(self) -> None:
+        """Reset the idle time of our in-flight jobs so no other worker reclaims them."""
+        ids = list(self._in_flight.values())
+        if ids:
+            await self._redis.xclaim(keys.HOOK_JOBS, DELIVERY_GROUP, self._consumer, 0, ids,
+                                     justid=True)
+
+
+async def run_standalone(settings: Settings, redis_url: str) -> None:
+    """`gateway worker`: deliver hooks until SIGTERM or SIGINT, then stop cleanly."""
+    redis = client_for(redis_url)
+    worker = HookWorker(redis, settings=settings.hooks, metrics=Metrics(), users=Users(redis))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await worker.start()
+        await stop.wait()
+        log.info("hook worker stopping")
+        await worker.stop()
+    finally:
+        await redis.aclose()
