@@ -16,6 +16,7 @@ from gateway.api import auth as auth_routes
 from gateway.api import entities as entity_routes
 from gateway.api import events as event_routes
 from gateway.api import health, users as user_routes
+from gateway.api import hooks as hook_routes
 from gateway.api.errors import EXCEPTION_HANDLERS
 from gateway.api.middleware import GatewayMiddleware
 from gateway.auth.authenticator import Authenticator
@@ -97,7 +98,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
     metrics = Metrics()
     # The entity routes are catch-alls under /api/v1/{store}: they go last.
     routes: list[BaseRoute] = [Mount("/socket.io", app=SocketIOEndpoint()), *health.routes, *auth_routes.routes, *user_routes.routes,
-                               *event_routes.routes, *entity_routes.routes]
+                               *event_routes.routes, *hook_routes.routes, *entity_routes.routes]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -105,6 +106,11 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         ctx = AppContext.build(settings, redis, metrics)
         app.state.ctx = ctx
         await bootstrap_admin(ctx)
+        if settings.hooks.worker == "inline":
+            from gateway.hooks.worker import HookWorker
+
+            ctx.components.append(HookWorker(redis, settings=settings.hooks, metrics=metrics,
+                                             users=ctx.users))
         ctx.components.insert(0, ctx.realtime)
         for component in ctx.components:
             await component.start()
