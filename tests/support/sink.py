@@ -43,14 +43,14 @@ class Sink:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
                 path = self.path
+                with sink._changed:  # recorded on arrival, before any delay
+                    sink.requests.append(Received(
+                        path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()))
+                    sink._changed.notify_all()
                 delay = sink._delays.get(path, 0.0)
                 if delay:
                     sink._closing.wait(delay)
                 status = sink._next_status(path)
-                with sink._changed:
-                    sink.requests.append(Received(
-                        path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()))
-                    sink._changed.notify_all()
                 payload = b'{"ok":true}'
                 try:
                     self.send_response(status)
@@ -111,3 +111,19 @@ class Sink:
         self._closing.set()
         self._server.shutdown()
         self._server.server_close()
+
+
+def signature_valid(secret: str, received: Received) -> bool:
+    """Check a delivery the way a receiver would (Standard Webhooks), with no gateway code."""
+    import base64
+    import hashlib
+    import hmac
+
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    msg_id = received.headers["webhook-id"]
+    timestamp = received.headers["webhook-timestamp"]
+    signed = f"{msg_id}.{timestamp}.".encode() + received.body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    given = [part.split(",", 1)[1] for part in received.headers["webhook-signature"].split()
+             if part.startswith("v1,")]
+    return any(hmac.compare_digest(expected, sig) for sig in given)
