@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import logs
 from gateway.api.errors import envelope
+from gateway.api.origins import origin_allowed
 from gateway.metrics import Metrics
 
 log = logging.getLogger("gateway.access")
@@ -53,12 +54,7 @@ class GatewayMiddleware:
             logs.request_id.reset(token)
 
     def origin_allowed(self, origin: str, scope: Scope, headers: Headers) -> bool:
-        """The gateway's own origin (same host, any scheme) or one of GATEWAY_ALLOWED_ORIGINS."""
-        normalized = origin.rstrip("/").lower()
-        if normalized in self.allowed_origins:
-            return True
-        host = headers.get("host", "").lower()
-        return bool(host) and normalized.split("://", 1)[-1] == host
+        return origin_allowed(origin, headers.get("host", ""), self.allowed_origins)
 
     async def refuse_origin(self, scope: Scope, receive: Receive, send: Send, origin: str) -> None:
         log.info("origin refused", extra={"origin": origin, "path": scope.get("path")})
