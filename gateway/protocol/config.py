@@ -19,6 +19,8 @@ class SessionConfig:
         allow_upgrades: advertise ``websocket`` to polling clients.
         namespaces: namespaces a client may join.
         max_attachments: binary attachments allowed in one Socket.IO packet.
+        socketio: carry Socket.IO in the messages. ``False`` makes a plain Engine.IO session:
+            each message is reported as ``MessageReceived`` and sent with ``send_message``.
     """
 
     ping_interval_ms: int = 25_000
@@ -28,3 +30,4 @@ class SessionConfig:
     allow_upgrades: bool = True
     namespaces: frozenset[str] = frozenset({"/"})
     max_attachments: int = 10
+    socketio: bool = True

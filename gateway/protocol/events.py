@@ -19,6 +19,7 @@ __all__ = [
     "Event",
     "EventReceived",
     "FORCED_CLOSE",
+    "MessageReceived",
     "NamespaceDisconnected",
     "PARSE_ERROR",
     "PING_TIMEOUT",
@@ -69,6 +70,13 @@ class AckReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A plain Engine.IO message (sessions with ``SessionConfig.socketio`` off only)."""
+
+    data: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
 class NamespaceDisconnected:
     namespace: str
     reason: str
@@ -94,4 +102,13 @@ class UpgradeAborted:
     reason: str
 
 
-Event = Connected | EventReceived | AckReceived | NamespaceDisconnected | Disconnected | Upgraded | UpgradeAborted
+Event = (
+    Connected
+    | EventReceived
+    | AckReceived
+    | MessageReceived
+    | NamespaceDisconnected
+    | Disconnected
+    | Upgraded
+    | UpgradeAborted
+)

@@ -30,7 +30,8 @@ Transport states (``states.TRANSITIONS`` is the whole table)::
 Upgrade: on a new websocket for this sid the transport calls ``start_upgrade``, then passes that
 socket's frames to ``receive_upgrade_data`` and writes back what it returns. ``2probe`` is
 answered ``3probe`` there, and a noop ``6`` is queued for polling so the pending GET returns;
-``5`` completes the upgrade (``Upgraded`` event) and from then on the websocket drains the queue.
+``5`` completes the upgrade (``Upgraded`` event; a noop still queued is dropped) and from then on
+the websocket drains the queue.
 
 Heartbeat, as a function of ``now`` (seconds, monotonic; the intervals are configured in ms):
 
@@ -43,6 +44,9 @@ Namespaces: the client joins with CONNECT (``EIO=3``: ``/`` is joined implicitly
 answered at once — the handshake is authenticated before the session exists. A namespace not in
 ``SessionConfig.namespaces`` is refused with CONNECT_ERROR "Invalid namespace". EVENT or ACK for
 a namespace not joined is a peer fault.
+
+Plain Engine.IO (``SessionConfig(socketio=False)``): no namespaces; each message is reported as
+``MessageReceived`` and the application sends with ``send_message``.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ from .events import (
     Disconnected,
     Event,
     EventReceived,
+    MessageReceived,
     NamespaceDisconnected,
     UpgradeAborted,
     Upgraded,
@@ -81,6 +86,9 @@ from .socketio import SIOPacket, SIOType
 from .states import TRANSITIONS, State, Trigger
 
 __all__ = ["Session", "SessionConfig", "State"]
+
+
+_NOOP = Packet(PacketType.NOOP)
 
 
 def _random_socket_id() -> str:
@@ -154,7 +162,7 @@ class Session:
                 max_payload=config.max_payload,
             )
         )
-        if dialect.implicit_root_namespace and "/" in config.namespaces:
+        if config.socketio and dialect.implicit_root_namespace and "/" in config.namespaces:
             self._join("/", None)
 
     # -- state ---------------------------------------------------------------------------
@@ -275,6 +283,8 @@ class Session:
         if packet.type is PacketType.UPGRADE:
             self._transition(Trigger.UPGRADE)
             self._upgrade_deadline = None
+            # the probe's noop was for a pending GET; the websocket client needs none
+            self._out = [item for item in self._out if item != _NOOP]
             self._events.append(Upgraded())
             return []
         self.abort_upgrade(f"unexpected {packet.type.name.lower()} packet during upgrade")
@@ -321,6 +331,9 @@ class Session:
     # -- Socket.IO -----------------------------------------------------------------------
 
     def _receive_message(self, data: str | bytes) -> None:
+        if not self._config.socketio:
+            self._events.append(MessageReceived(data))
+            return
         try:
             packet = self._decoder.feed(data)
         except SocketIODecodeError as exc:
@@ -410,6 +423,11 @@ class Session:
         """Answer an ``EventReceived`` that carried ``ack_id``. Ignored once closed."""
         if self._require_joined(namespace):
             self._queue(SIOPacket(SIOType.ACK, namespace, list(args), ack_id))
+
+    def send_message(self, data: str | bytes) -> None:
+        """Queue a plain Engine.IO message (bytes: a binary one). Ignored once closed."""
+        if not self.closed:
+            self._out.append(Packet(PacketType.MESSAGE, data))
 
     def send_encoded(self, frame: str) -> None:
         """Queue a text packet encoded once for many sessions (``encode_broadcast``)."""

@@ -11,6 +11,7 @@ from gateway.protocol import (
     EventReceived,
     HeartbeatError,
     LocalProtocolError,
+    MessageReceived,
     NamespaceDisconnected,
     Session,
     SessionConfig,
@@ -338,6 +339,15 @@ def test_polling_to_websocket_upgrade(eio: int) -> None:
     assert session.data_to_send() == ['42["during upgrade"]']
 
 
+def test_noop_left_for_a_get_that_never_came_is_not_sent_on_the_websocket() -> None:
+    session = opened(4, "polling")
+    session.start_upgrade(now=101)
+    session.receive_upgrade_data("2probe", now=101)
+    session.send_event("/", "during upgrade")
+    session.receive_upgrade_data("5", now=102)
+    assert session.data_to_send() == ['42["during upgrade"]']
+
+
 def test_upgrade_times_out_and_polling_continues() -> None:
     session = opened(4, "polling", now=100)
     session.start_upgrade(now=101)
@@ -455,3 +465,28 @@ def test_unsupported_eio_is_refused() -> None:
     for value in ("2", "5", None, "x"):
         with pytest.raises(LocalProtocolError):
             dialect_for(value)
+
+
+# -- plain Engine.IO ----------------------------------------------------------------------
+
+PLAIN = SessionConfig(ping_interval_ms=300, ping_timeout_ms=200, socketio=False)
+
+
+def test_plain_engineio_v3_polling_open_has_no_socketio_connect() -> None:
+    session = Session(dialect_for(3), "abc", transport="polling", now=0, config=PLAIN)
+    assert session.payload_to_send(binary_ok=False) == (
+        '76:0{"sid":"abc","upgrades":["websocket"],"pingInterval":300,"pingTimeout":200}'
+    )
+
+
+@pytest.mark.parametrize("eio", [3, 4])
+def test_plain_engineio_messages_are_reported_and_sent_raw(eio: int) -> None:
+    session = Session(dialect_for(eio), "abc", transport="websocket", now=0, config=PLAIN)
+    session.data_to_send()
+    session.receive_data("4hello", now=0)
+    session.receive_data("4abc", now=0)  # not Socket.IO, and need not be
+    assert session.events_received() == [MessageReceived("hello"), MessageReceived("abc")]
+    session.send_message("hello")
+    session.send_message(b"\x01\x02")
+    binary = b"\x04\x01\x02" if eio == 3 else b"\x01\x02"
+    assert session.data_to_send() == ["4hello", binary]
