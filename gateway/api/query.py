@@ -12,6 +12,9 @@ from gateway.exceptions import BadRequest
 from gateway.store.entities import Bounds
 
 MAX_LIMIT = 10000
+# Redis takes a signed 64-bit LIMIT offset; no store holds this many entities, so any larger
+# offset means the same thing: past the end.
+MAX_OFFSET = 2**62
 KNOWN = frozenset({"offset", "limit", "only", "meta", "from", "to", "begin", "end",
                    "_"})  # "_": the cache-buster jQuery and others append
 FIELD = re.compile(r"^[^,\s]{1,256}$")
@@ -90,7 +93,7 @@ def parse_list_query(params: QueryParams) -> ListQuery:
     if start is not None and end is not None and start > end:
         raise BadRequest("'from' is after 'to'")
     return ListQuery(
-        offset=_whole(params, "offset", 0),
+        offset=min(_whole(params, "offset", 0), MAX_OFFSET),
         limit=_whole(params, "limit", MAX_LIMIT, MAX_LIMIT),
         only=only,
         meta=meta,

@@ -112,6 +112,8 @@ class Entities:
 
     async def page(self, store: str, bounds: Bounds, who: Principal, *, offset: int,
                    limit: int) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []  # the scan below checks the limit only after taking an item
         if who.is_admin:
             return await self._admin_page(store, bounds, offset, limit)
         items: list[dict[str, Any]] = []
