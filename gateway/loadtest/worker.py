@@ -136,17 +136,20 @@ class Worker:
                 if client is not None:
                     client.heartbeat(now)
 
-    def _on_command(self) -> None:
-        while self.pipe.poll():
-            try:
-                self.commands.put_nowait(self.pipe.recv())
-            except EOFError:
-                self.commands.put_nowait(("stop",))
-                return
+    async def _commands(self) -> None:
+        # Polled, not loop.add_reader: a reader would make the pipe non-blocking, and a large
+        # result then fails to send with EAGAIN.
+        while True:
+            await asyncio.sleep(0.05)
+            while self.pipe.poll():
+                try:
+                    self.commands.put_nowait(self.pipe.recv())
+                except EOFError:
+                    self.commands.put_nowait(("stop",))
+                    return
 
     async def main(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self.pipe.fileno(), self._on_command)
+        reader = asyncio.create_task(self._commands())
         started = time.perf_counter()
         gate = asyncio.Semaphore(self.spec.client.connect_concurrency)
         await asyncio.gather(*(self._connect_one(i, gate) for i in range(self.spec.count)))
@@ -161,6 +164,7 @@ class Worker:
             await self._run()
         finally:
             beats.cancel()
+            reader.cancel()
             for client in self.clients:
                 if client is not None:
                     client.close()
