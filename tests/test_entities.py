@@ -149,6 +149,8 @@ BAD_BODIES = {
     "Infinity": b'{"a": -Infinity}',
     "int over 64 bits": b'{"a": 18446744073709551616}',
     "int under 64 bits": b'{"a": -9223372036854775809}',
+    "int of 5000 digits": b'{"a": ' + b"7" * 5000 + b"}",
+    "float out of range": b'{"a": 1e400}',
     "deep nesting": b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
     "access not a list": b'{"access": "u1"}',
     "access of numbers": b'{"access": [1, 2]}',

@@ -40,7 +40,7 @@ def _whole(params: QueryParams, name: str, default: int, maximum: int | None = N
     raw = _single(params, name)
     if raw is None:
         return default
-    if not re.fullmatch(r"\d+", raw.strip()):
+    if not re.fullmatch(r"\d{1,30}", raw.strip()):
         raise BadRequest(f"'{name}' must be a whole number of 0 or more, not {raw!r}")
     value = int(raw)
     if maximum is not None and value > maximum:
@@ -51,7 +51,7 @@ def _whole(params: QueryParams, name: str, default: int, maximum: int | None = N
 def parse_time(name: str, raw: str) -> int:
     """Milliseconds since the epoch, from a number of ms or an ISO 8601 date/time."""
     text = raw.strip()
-    if re.fullmatch(r"-?\d+", text):
+    if re.fullmatch(r"-?\d{1,30}", text):
         return int(text)
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
