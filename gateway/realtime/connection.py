@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import ids
 from gateway.api.entities import RESERVED, STORE
@@ -30,10 +30,17 @@ from gateway.protocol import (
     Upgraded,
 )
 from gateway.protocol.events import FORCED_CLOSE
-from gateway.realtime.hub import Topic
+from gateway.realtime.hub import Broadcast, Topic
 
 if TYPE_CHECKING:
     from gateway.realtime.service import Realtime
+
+
+class Sink(Protocol):
+    """A transport that writes synchronously (the websocket fast path)."""
+
+    def flush(self) -> None: ...
+    def send_broadcast(self, broadcast: Broadcast) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +53,7 @@ def _failure(code: str, message: str) -> dict[str, Any]:
 
 class Connection:
     __slots__ = ("session", "principal", "transport", "realtime", "topics", "last_ids",
-                 "recovering", "wake", "pending", "closed", "close_reason", "opened_at", "polling",
+                 "recovering", "wake", "pending", "closed", "close_reason", "opened_at", "polling", "sink",
                  "_tasks", "__weakref__")
 
     def __init__(self, session: Session, principal: Principal, transport: str,
@@ -64,6 +71,7 @@ class Connection:
         self.close_reason: str | None = None
         self.opened_at = time.monotonic()
         self.polling = False  # a long-polling GET is waiting on this connection
+        self.sink: Sink | None = None  # the websocket fast path writes directly, no task
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -75,19 +83,37 @@ class Connection:
         return self.session.dialect.eio
 
     # -- outbound ------------------------------------------------------------------------
-    def push(self, frame: str) -> None:
+    def push(self, broadcast: Broadcast) -> None:
         if self.closed:
             return
-        if self.pending >= self.realtime.max_pending:
-            self.realtime.metrics.slow_disconnects.inc()
-            log.warning("slow consumer disconnected",
-                        extra={"sid": self.sid, "user": self.principal.user_id,
-                               "pending": self.pending})
-            self.close(SLOW_CONSUMER)
+        if self.sink is not None:
+            self.sink.send_broadcast(broadcast)
             return
-        self.session.send_encoded(frame)
+        if self.pending >= self.realtime.max_pending:
+            self.slow_consumer()
+            return
+        self.session.send_encoded(broadcast.text)
         self.pending += 1
         self.wake.set()
+
+    def slow_consumer(self) -> None:
+        self.realtime.metrics.slow_disconnects.inc()
+        log.warning("slow consumer disconnected",
+                    extra={"sid": self.sid, "user": self.principal.user_id,
+                           "pending": self.pending})
+        self.close(SLOW_CONSUMER)
+
+    def attach_sink(self, sink: Sink) -> None:
+        """From now on the websocket fast path carries this connection."""
+        self.sink = sink
+        self.wake.set()  # a long-poll still waiting returns now
+
+    def kick(self) -> None:
+        """Get queued packets moving: write them now, or wake the transport's writer."""
+        if self.sink is not None:
+            self.sink.flush()
+        elif self.session.has_data_to_send or self.closed:
+            self.wake.set()
 
     def drained(self) -> None:
         """The transport took everything queued."""
@@ -116,8 +142,7 @@ class Connection:
                 self.realtime.on_transport_change(self, "polling", "websocket")
             elif isinstance(event, Connected):
                 pass  # the handshake was authenticated; nothing more to check
-        if self.session.has_data_to_send:
-            self.wake.set()
+        self.kick()
 
     def _on_disconnected(self, reason: str, error: Exception | None) -> None:
         if self.closed:
@@ -152,7 +177,7 @@ class Connection:
                 self.session.send_ack(event.namespace, event.ack_id, answer)
             except LocalProtocolError:
                 return  # the namespace was left meanwhile
-            self.wake.set()
+            self.kick()
 
     def _topic(self, args: tuple[Any, ...]) -> tuple[Topic, str | None] | dict[str, Any]:
         spec = args[0] if args else None

@@ -33,6 +33,7 @@ from gateway.events.pipeline import decode_published
 from gateway.metrics import Metrics
 from gateway.permissions import may_read
 from gateway.protocol import encode_broadcast
+from gateway.protocol.websocket import text_frame
 from gateway.store import keys
 from gateway.store.redis import Redis
 
@@ -49,16 +50,32 @@ class Subscriber(Protocol):
     topics: set[Topic]
     recovering: dict[str, list[tuple[str, dict[str, Any]]]]  # store -> buffered live events
 
-    def push(self, frame: str) -> None:
+    def push(self, broadcast: Broadcast) -> None:
         """Queue an encoded message; must not block (a client that can't keep up is dropped)."""
 
     def close(self, reason: str) -> None: ...
 
 
-def encode_event(event: dict[str, Any]) -> str:
-    """The Engine.IO message carrying the Socket.IO EVENT for namespace "/" (`42[...]`),
-    encoded once per event per process and queued as-is on every connection."""
-    return encode_broadcast("/", event["type"], event)
+class Broadcast:
+    """One event, encoded once per process: the Engine.IO message text (`42[...]`) for
+    queued transports, and the websocket frame bytes, built on first use, for the fast path."""
+
+    __slots__ = ("text", "_ws_frame")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._ws_frame: bytes | None = None
+
+    @property
+    def ws_frame(self) -> bytes:
+        frame = self._ws_frame
+        if frame is None:
+            frame = self._ws_frame = text_frame(self.text)
+        return frame
+
+
+def encode_event(event: dict[str, Any]) -> Broadcast:
+    return Broadcast(encode_broadcast("/", event["type"], event))
 
 
 class Hub:
@@ -170,7 +187,7 @@ class Hub:
                 self._metrics.messages_delivered.inc()
 
     @staticmethod
-    def _send(conn: Subscriber, event: dict[str, Any], frame: str,
+    def _send(conn: Subscriber, event: dict[str, Any], frame: Broadcast,
               readable: dict[str, bool], *, replay: bool = False) -> int:
         store, event_id = event["store"], event["id"]
         if not replay and conn.last_ids.get(store, "") >= event_id:

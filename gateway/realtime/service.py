@@ -15,7 +15,7 @@ import time
 from gateway.auth.principal import Principal
 from gateway.metrics import Metrics
 from gateway.protocol import Session, SessionConfig, dialect_for
-from gateway.realtime.connection import Connection
+from gateway.realtime.connection import Connection, Sink
 from gateway.realtime.hub import Hub
 from gateway.settings import RealtimeSettings
 from gateway.store.entities import Entities
@@ -51,10 +51,12 @@ class Realtime:
         await self.hub.stop()
 
     # -- connections ---------------------------------------------------------------------
-    def open(self, eio: str, principal: Principal, transport: str) -> Connection:
+    def open(self, eio: str, principal: Principal, transport: str,
+             sink: Sink | None = None) -> Connection:
         session = Session(dialect_for(eio), secrets.token_urlsafe(15), transport=transport,
                           now=time.monotonic(), config=self.config)
         conn = Connection(session, principal, transport, self)
+        conn.sink = sink
         self.connections[conn.sid] = conn
         self.hub.register(conn)
         self.metrics.connections.labels(str(conn.eio), transport).inc()
