@@ -120,4 +120,6 @@ def main(argv: list[str] | None = None) -> int:
 
         draw(cfg.plot_path, figures, runner.latencies, figures["rate_bins"]["counts"])
     d, c = figures["delivery"], figures["connect"]
-    return 1 if (d["lost"] or d["duplicated"] or c["failed"] or d["dropped"]) else 0
+    failed_publishes = figures["events"] - figures["published"]["ok"]
+    return 1 if (d["lost"] or d["duplicated"] or c["failed"] or d["dropped"]
+                 or failed_publishes) else 0

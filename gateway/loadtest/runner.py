@@ -233,7 +233,8 @@ class Runner:
             per_conn = (connected - before) / clients / 1024
         figures: dict[str, Any] = {
             "target": cfg.target, "url": cfg.url, "eio": cfg.eio, "clients": cfg.clients,
-            "events": cfg.events, "rate": cfg.rate, "publish": cfg.publish, "procs": cfg.procs,
+            "events": cfg.events, "rate": cfg.rate,
+            "publish": "trigger" if cfg.target == "peer" else cfg.publish, "procs": cfg.procs,
             "store": cfg.store,
             "connect": {"connected": sum(r["ok"] for r in ready),
                         "failed": sum(r["failed"] for r in ready),
