@@ -26,7 +26,7 @@ from gateway.store.users import Users
 
 log = logging.getLogger(__name__)
 
-INBOX_VISIBILITY_MS = 15_000  # matching one event takes milliseconds; this is a dead matcher
+INBOX_VISIBILITY_MS = 5_000  # matching takes milliseconds: idle this long, its matcher died
 PRINCIPAL_TTL_S = 2.0  # how long a hook owner's groups and roles are cached
 BATCH = 100
 

@@ -99,9 +99,14 @@ class HookWorker:
                 await asyncio.wait(late, timeout=2)
         for task in maintainer:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        # Bounded: a task stuck in a Redis call must not keep the process from exiting.
+        _done, stuck = await asyncio.wait(self._loops, timeout=2)
+        if stuck:
+            log.warning("hook worker tasks did not stop", extra={
+                "tasks": [f"{t.get_name()}: {t.get_stack(limit=3)}" for t in stuck]})
         if self._deliverer is not None:
-            await self._deliverer.aclose()
+            with contextlib.suppress(Exception, asyncio.TimeoutError):
+                await asyncio.wait_for(self._deliverer.aclose(), 2)
         log.info("hook worker stopped", extra={"consumer": self._consumer})
 
     # Reading jobs -------------------------------------------------------------------------
