@@ -7,8 +7,11 @@ trips and at most a chunk of entities in memory, however large the store.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +24,8 @@ from gateway.store.redis import Redis
 
 SYSTEM_FIELDS = ("_id", "owner", "group", "access", "branch")
 CHUNK = 500
-MAX_RETRIES = 20
+MAX_RETRIES = 50
+MAX_BACKOFF_S = 0.05
 
 
 class EntityGone(Exception):
@@ -40,10 +44,34 @@ class Bounds:
                 str(self.end) if self.end is not None else "+inf")
 
 
+class _KeyedLocks:
+    """One asyncio.Lock per key while anyone holds or waits for it; dropped when idle."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class Entities:
     def __init__(self, redis: Redis, pipeline: EventPipeline) -> None:
         self._redis = redis
         self._pipeline = pipeline
+        # Writes to one entity from this process take turns: optimistic retries then only
+        # race other processes, so a burst of PATCHes here can't starve one of them into a 409.
+        self._writing = _KeyedLocks()
 
     async def get(self, store: str, entity_id: str) -> dict[str, Any] | None:
         raw = await self._redis.get(keys.entity(store, entity_id))
@@ -69,25 +97,27 @@ class Entities:
     ) -> Committed:
         """Read-modify-write with retries. `compute(current)` returns (new entity, changes),
         or None to delete; it may raise to refuse (e.g. Forbidden) and nothing is written."""
-        for _ in range(MAX_RETRIES):
-            raw = await self._redis.get(keys.entity(store, entity_id))
-            if raw is None:
-                raise EntityGone(entity_id)
-            current = codec.unpack(raw)
-            outcome = compute(current)
-            if outcome is None:
-                event = build_event("entity.deleted", store, entity_id, current)
-                mode, new_value = "delete", b""
-            else:
-                updated, changes = outcome
-                event = build_event("entity.updated", store, entity_id, updated, changes)
-                mode, new_value = "update", codec.pack(updated)
-            try:
-                return await self._pipeline.commit(
-                    mode, event, store=store, entity_id=entity_id, expected=raw,
-                    new_value=new_value)
-            except WriteConflict:
-                continue
+        async with self._writing.hold(keys.entity(store, entity_id)):
+            for attempt in range(MAX_RETRIES):
+                raw = await self._redis.get(keys.entity(store, entity_id))
+                if raw is None:
+                    raise EntityGone(entity_id)
+                current = codec.unpack(raw)
+                outcome = compute(current)
+                if outcome is None:
+                    event = build_event("entity.deleted", store, entity_id, current)
+                    mode, new_value = "delete", b""
+                else:
+                    updated, changes = outcome
+                    event = build_event("entity.updated", store, entity_id, updated, changes)
+                    mode, new_value = "update", codec.pack(updated)
+                try:
+                    return await self._pipeline.commit(
+                        mode, event, store=store, entity_id=entity_id, expected=raw,
+                        new_value=new_value)
+                except WriteConflict:
+                    # Another process won; back off with jitter so the racers spread out.
+                    await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF_S, 0.001 * 2**attempt)))
         raise WriteConflict("too many concurrent writes to this entity; try again")
 
     async def scan(self, store: str, bounds: Bounds, who: Principal) -> AsyncIterator[dict[str, Any]]:
