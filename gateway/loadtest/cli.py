@@ -78,6 +78,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the figures as JSON")
     p.add_argument("--plot", dest="plot_path", metavar="FILE.png",
                    help="draw the latency histogram, CDF and delivery rate (PNG)")
+    p.add_argument("--worker-nice", type=int, default=10,
+                   help="niceness added to the client processes (default 10), so the "
+                   "publisher sharing their CPU is not starved and stamps its messages on time")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -90,7 +93,8 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         payload_pad=args.pad, publish_concurrency=args.concurrency,
         connect_timeout_s=args.connect_timeout, connect_concurrency=args.connect_concurrency,
         drain_timeout_s=args.drain_timeout, hold_s=args.hold, json_path=args.json_path,
-        plot_path=args.plot_path, progress=not args.no_progress, redis_url=args.redis_url)
+        plot_path=args.plot_path, progress=not args.no_progress, redis_url=args.redis_url,
+        worker_nice=args.worker_nice)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,3 +74,5 @@ class RunConfig:
     plot_path: str | None = None
     progress: bool = True
     redis_url: str | None = None
+    # Niceness added to the client processes (see worker.WorkerSpec.nice).
+    worker_nice: int = 10

@@ -86,7 +86,7 @@ class Runner:
             count = per + (1 if n < extra else 0)
             mine, theirs = ctx.Pipe()
             spec = WorkerSpec(client=client, first=first, count=count, events=cfg.events,
-                              epoch=epoch)
+                              epoch=epoch, nice=cfg.worker_nice)
             proc = ctx.Process(target=worker_run, args=(theirs, spec), daemon=True,
                                name=f"loadtest-worker-{n}")
             proc.start()
@@ -260,6 +260,9 @@ class Runner:
                        "rss_connected_mb": connected / 2**20 if connected else None,
                        "rss_after_mb": after / 2**20 if after else None,
                        "per_connection_kb": per_conn},
+            "client": {"cpu_util_max": max((r["cpu_s"] / max(r["wall_s"], 1e-9)
+                                            for r in results), default=None),
+                       "worker_nice": cfg.worker_nice},
             "rate_bins": {"bin_s": BIN_S, "counts": bins},
         }
         self.latencies = latencies

@@ -85,6 +85,11 @@ def text_report(figures: dict[str, Any]) -> str:
         f"lost       {d['lost']}   duplicated {d['duplicated']}   "
         f"dropped connections {d['dropped']}",
     ]
+    util = figures["client"]["cpu_util_max"]
+    if util is not None:
+        lines.append(f"client     busiest client process used {util * 100:.0f}% of a core while "
+                     f"publishing and draining" + ("  (saturated: the client may be the limit)"
+                                                   if util > 0.9 else ""))
     if m["per_connection_kb"] is not None:
         lines.append(f"memory     server RSS {m['rss_before_mb']:.1f} → {m['rss_connected_mb']:.1f}"
                      f" MB = {m['per_connection_kb']:.1f} KB per connection "
