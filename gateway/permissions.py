@@ -8,8 +8,12 @@ from typing import Any, Protocol
 
 
 class Reader(Protocol):
-    user_id: str
-    groups: tuple[str, ...]
+    # Read-only members, so frozen dataclasses (Principal) satisfy the protocol.
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def groups(self) -> tuple[str, ...]: ...
 
     @property
     def is_admin(self) -> bool: ...
