@@ -283,8 +283,10 @@ class Hub:
 
 
 def _union(a: set[Subscriber] | None, b: set[Subscriber] | None) -> Iterable[Subscriber]:
+    """A snapshot of both rooms: a push may close its connection (a slow consumer), which
+    leaves the rooms while dispatch is still walking them."""
     if not b:
-        return a or ()
+        return tuple(a) if a else ()
     if not a:
-        return b
+        return tuple(b)
     return [*a, *(conn for conn in b if conn not in a)]
