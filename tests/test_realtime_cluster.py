@@ -1,0 +1,191 @@
+"""Realtime across processes and under faults: two gateways on one Redis, logout closing
+connections everywhere, Redis going away and coming back, and a client that stops reading."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tests.support.api import Api
+from tests.support.eio import Client, StuckSocket, cookie, get_metrics, login, metric, wait_until
+from tests.support.processes import GatewayProcess, RedisServer, free_port, wait_for
+
+
+@pytest.fixture(scope="module")
+def peer(start_gateway: Any) -> GatewayProcess:
+    """A second `gateway serve` on the shared Redis."""
+    return start_gateway({"GATEWAY_HOOKS_WORKER": "off"})
+
+
+@pytest.fixture(scope="module")
+def user(gateway: GatewayProcess) -> Iterator[dict[str, Any]]:
+    api = Api(gateway.url)
+    made = api.create_user()
+    made["sid"] = login(api, made)
+    yield made
+    api.close()
+
+
+def create(base: str, auth: dict[str, str], store: str, **body: Any) -> dict[str, Any]:
+    response = httpx.post(f"{base}/api/v1/{store}", json=body, headers=auth, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+# -- two processes ---------------------------------------------------------------------------------
+async def test_a_write_through_one_process_reaches_subscribers_on_the_other(gateway, peer, user):
+    store = "clusterStore"
+    here = await Client.connect(gateway.url, eio=4, headers=cookie(user["sid"]))
+    there = await Client.connect(peer.url, eio=3, headers=cookie(user["sid"]))
+    for client in (here, there):
+        assert await client.subscribe(store=store) == {"success": True}
+    one = create(gateway.url, user["auth"], store, via="gateway")
+    two = create(peer.url, user["auth"], store, via="peer")
+    for client in (here, there):
+        got = [await client.next_event(), await client.next_event()]
+        assert [e["entityId"] for _, e in got] == [one["_id"], two["_id"]]
+        await client.close()
+
+
+# -- logout ------------------------------------------------------------------------------------------
+async def test_logout_closes_that_sessions_connections_on_every_process_within_1s(
+        gateway, peer, user):
+    api = Api(gateway.url)
+    leaving, staying = login(api, user), login(api, user)
+    api.close()
+    doomed = [await Client.connect(gateway.url, eio=3, headers=cookie(leaving)),
+              await Client.connect(peer.url, eio=4, headers=cookie(leaving)),
+              await Client.connect(peer.url, eio=3, headers=cookie(leaving))]
+    kept = [await Client.connect(gateway.url, eio=4, headers=cookie(staying)),
+            await Client.connect(peer.url, eio=3, headers=cookie(staying))]
+    started = time.monotonic()
+    response = httpx.delete(gateway.url + "/api/v1/auth", headers=cookie(leaving))
+    assert response.status_code == 200 and response.json() == {"success": True}
+    await asyncio.wait_for(asyncio.gather(*(c.closed.wait() for c in doomed)), 1.0)
+    assert time.monotonic() - started < 1.0
+    for client in doomed:
+        assert client.frames[-2:] == ["41", "1"], client.frames  # a clean server disconnect
+    for client in kept:
+        assert await client.subscribe(store="afterLogout") == {"success": True}
+        await client.close()
+    refused = httpx.get(peer.url + "/socket.io/?EIO=3&transport=polling", headers=cookie(leaving))
+    assert refused.status_code == 401
+
+
+# -- Redis faults --------------------------------------------------------------------------------------
+class DurableRedis(RedisServer):
+    """A redis-server that keeps its data (AOF) in one directory across restarts."""
+
+    def start(self) -> DurableRedis:
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server is not on PATH")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._answers, what=f"redis-server on port {self.port}")
+        return self
+
+    def halt(self) -> None:
+        """Stop the server but keep its directory for the restart."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+async def test_redis_restart_under_the_gateway(start_gateway):
+    redis_server = DurableRedis(port=free_port()).start()
+    try:
+        gateway = start_gateway({"GATEWAY_REDIS_URL": redis_server.url,
+                                 "GATEWAY_HOOKS_WORKER": "off"})
+        api = Api(gateway.url)
+        user = api.create_user()
+        sid = login(api, user)
+        api.close()
+        store = "faultStore"
+        client = await Client.connect(gateway.url, eio=3, headers=cookie(sid))
+        assert await client.subscribe(store=store) == {"success": True}
+        before = create(gateway.url, user["auth"], store)
+        assert (await client.next_event())[1]["entityId"] == before["_id"]
+
+        redis_server.halt()
+        await wait_until(lambda: httpx.get(gateway.url + "/readyz").status_code == 503, 5)
+        await asyncio.sleep(1.5)  # long enough for the listener to be backing off
+        assert httpx.get(gateway.url + "/readyz").status_code == 503
+        assert httpx.get(gateway.url + "/healthz").status_code == 200
+        await client.ws.send("2")  # the client is still connected and answered
+        await asyncio.sleep(0.2)
+        assert client.frames[-1] == "3" and not client.closed.is_set()
+
+        redis_server.start()
+        await wait_until(lambda: httpx.get(gateway.url + "/readyz").status_code == 200, 10)
+        # Written at once, maybe before the listener has resubscribed: it must arrive anyway.
+        after = [create(gateway.url, user["auth"], store, n=n)["_id"] for n in range(3)]
+        got = [(await client.next_event(timeout=10))[1]["entityId"] for _ in range(3)]
+        assert got == after
+        await asyncio.sleep(0.2)
+        assert client.events.empty()
+        await client.close()
+        assert "realtime listener lost Redis" in gateway.logs()
+        gateway.stop()
+    finally:
+        redis_server.stop()
+
+
+# -- a client that stops reading ----------------------------------------------------------------------
+async def test_a_stuck_client_is_cut_off_without_delaying_others_or_growing_memory(peer):
+    api = Api(peer.url)
+    writer, reader = api.create_user(), api.create_user()
+    reader_sid = login(api, reader)
+    api.close()
+    store = "slowStore"
+    stuck = StuckSocket(peer.url, eio=3, headers=cookie(reader_sid))
+    stuck.send_text('42["subscribe",{"store":"%s"}]' % store)
+    normal = await Client.connect(peer.url, eio=4, headers=cookie(reader_sid))
+    assert await normal.subscribe(store=store) == {"success": True}
+    await asyncio.sleep(0.3)  # the stuck socket's subscribe is processed
+    before = get_metrics(peer.url)
+    process = psutil.Process(peer.proc.pid)  # type: ignore[union-attr]
+    rss_before = process.memory_info().rss
+    blob = "x" * (256 * 1024)
+    count = 120  # 30 MiB towards a client that reads nothing
+    written: list[str] = []
+    peak = rss_before
+
+    def write_all() -> None:
+        nonlocal peak
+        with httpx.Client(base_url=peer.url, headers=writer["auth"], timeout=10) as http:
+            for n in range(count):
+                response = http.post(f"/api/v1/{store}",
+                                     json={"n": n, "blob": blob, "access": [reader["_id"]]})
+                assert response.status_code == 201, response.text
+                written.append(response.json()["_id"])
+                peak = max(peak, process.memory_info().rss)
+
+    started = time.monotonic()
+    task = asyncio.create_task(asyncio.to_thread(write_all))
+    got = []
+    while len(got) < count:
+        try:
+            _, event = await normal.next_event(timeout=10)
+        except TimeoutError:
+            raise AssertionError(f"normal subscriber stalled after {len(got)} of {len(written)} written; {task}") from None
+        got.append(event["entityId"])
+    await task
+    assert got == written
+    assert time.monotonic() - started < 20
+    after = get_metrics(peer.url)
+    slow = "gateway_realtime_slow_consumer_disconnects_total"
+    assert metric(after, slow) == metric(before, slow) + 1
+    assert "slow consumer" in peer.logs()
+    assert peak - rss_before < 64 * 1024 * 1024, (rss_before, peak)
+    stuck.close()
+    await normal.close()
