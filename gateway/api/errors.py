@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -65,7 +66,9 @@ async def internal_error_handler(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     ApiError: api_error_handler,
     HTTPException: http_exception_handler,
-    RedisError: unavailable_handler,
+    # Only "Redis is not answering" is a 503; a command Redis refused is our bug, a 500.
+    RedisConnectionError: unavailable_handler,
+    RedisTimeoutError: unavailable_handler,
     StoreUnavailable: unavailable_handler,
     ConnectionError: unavailable_handler,
     Exception: internal_error_handler,
