@@ -48,6 +48,9 @@ def start_gateway(redis_url: str) -> Iterator[Callable[..., GatewayProcess]]:
         return process.start(wait=wait)
 
     yield start
+    for process in started:  # signal them all first: they shut down side by side
+        if process.proc and process.proc.poll() is None:
+            process.proc.terminate()
     for process in started:
         process.stop()
 

@@ -12,7 +12,7 @@ from tests.support.api import Api, basic, unique_address
 from tests.support.asserts import assert_envelope
 
 BAN_S = 2.0
-BAN_ENV = {"GATEWAY_AUTH_BAN_ATTEMPTS": "3", "GATEWAY_AUTH_BAN_WINDOW_S": "2",
+BAN_ENV = {"GATEWAY_HOOKS_WORKER": "off", "GATEWAY_AUTH_BAN_ATTEMPTS": "3", "GATEWAY_AUTH_BAN_WINDOW_S": "2",
            "GATEWAY_AUTH_BAN_S": str(BAN_S)}
 
 
@@ -27,8 +27,9 @@ def banning(start_gateway):
 
 
 @pytest.fixture()
-def bapi(banning):
+def bapi(banning, api):
     client = Api(banning.url)
+    client.create_user = api.create_user  # type: ignore[method-assign]  # same Redis
     yield client
     client.close()
 

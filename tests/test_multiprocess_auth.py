@@ -6,16 +6,22 @@ import pytest
 
 from tests.support.api import Api, unique_address
 from tests.support.asserts import assert_envelope
+from tests.support.processes import wait_for
 
-ENV = {"GATEWAY_RATE_LIMIT_PER_SECOND": "6", "GATEWAY_RATE_LIMIT_PER_MINUTE": "100",
+ENV = {"GATEWAY_HOOKS_WORKER": "off", "GATEWAY_RATE_LIMIT_PER_SECOND": "6", "GATEWAY_RATE_LIMIT_PER_MINUTE": "100",
        "GATEWAY_AUTH_BAN_ATTEMPTS": "3", "GATEWAY_AUTH_BAN_WINDOW_S": "10",
        "GATEWAY_AUTH_BAN_S": "5"}
 
 
 @pytest.fixture(scope="module")
-def pair(start_gateway):
-    first, second = start_gateway(ENV), start_gateway(ENV)
+def pair(start_gateway, gateway):
+    first, second = start_gateway(ENV, wait=False), start_gateway(ENV, wait=False)
+    for process in (first, second):  # started side by side, then waited for
+        wait_for(process._healthy, timeout=30, what=f"gateway on port {process.port}")
     a, b = Api(first.url), Api(second.url)
+    # Users are made through the default gateway: the shared admin would soon be over the
+    # small limits set here.
+    a.create_user = b.create_user = Api(gateway.url).create_user  # type: ignore[method-assign]
     yield a, b
     a.close()
     b.close()

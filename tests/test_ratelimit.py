@@ -15,12 +15,16 @@ PER_SECOND, PER_MINUTE = 5, 20
 @pytest.fixture(scope="module")
 def limited(start_gateway):
     return start_gateway({"GATEWAY_RATE_LIMIT_PER_SECOND": str(PER_SECOND),
-                          "GATEWAY_RATE_LIMIT_PER_MINUTE": str(PER_MINUTE)})
+                          "GATEWAY_RATE_LIMIT_PER_MINUTE": str(PER_MINUTE),
+                          "GATEWAY_HOOKS_WORKER": "off"})
 
 
 @pytest.fixture()
-def lapi(limited):
+def lapi(limited, api):
+    """The limited gateway; its users are made through the default one (same Redis), since
+    the admin who makes them is shared by every test and would soon be over these limits."""
     client = Api(limited.url)
+    client.create_user = api.create_user  # type: ignore[method-assign]
     yield client
     client.close()
 
