@@ -53,11 +53,12 @@ class Attempt:
 
 
 class _Slot:
-    __slots__ = ("semaphore", "users")
+    __slots__ = ("semaphore", "users", "last_done")
 
     def __init__(self, size: int) -> None:
         self.semaphore = asyncio.Semaphore(size)
         self.users = 0
+        self.last_done = time.monotonic()
 
 
 def encode_body(event: dict[str, Any]) -> bytes:
@@ -90,10 +91,12 @@ class Deliverer:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    def backlog(self, url: str) -> int:
-        """Attempts for this URL's target running or waiting for a slot in this process."""
+    def stalled(self, url: str, *, backlog: int, for_s: float) -> bool:
+        """True when at least `backlog` attempts for this URL's target are running or waiting
+        here and none of them has finished for `for_s` seconds: a target that hangs."""
         slot = self._hosts.get(target_key(url))
-        return slot.users if slot else 0
+        return (slot is not None and slot.users >= backlog
+                and time.monotonic() - slot.last_done > for_s)
 
     async def attempt(self, *, url: str, secret: str, msg_id: str, body: bytes,
                       still_wanted: Callable[[], Awaitable[bool]]) -> Attempt | None:
@@ -106,6 +109,7 @@ class Deliverer:
                 return await self._attempt(url, secret, msg_id, body, still_wanted)
         finally:
             slot.users -= 1
+            slot.last_done = time.monotonic()
             if slot.users == 0:
                 self._hosts.pop(key, None)
 

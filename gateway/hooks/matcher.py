@@ -45,8 +45,9 @@ class Matcher:
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
-                for entry_id, fields in await self._read():
-                    await self.process(entry_id, fields)
+                # Entries are independent (each has its own delivery ids): match a batch at once.
+                await asyncio.gather(*(self.process(entry_id, fields)
+                                       for entry_id, fields in await self._read()))
             except asyncio.CancelledError:
                 raise
             except Exception:

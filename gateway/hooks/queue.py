@@ -43,9 +43,12 @@ for i = 10, #ARGV do
     redis.call('ZADD', log, ARGV[5], did)
     local excess = redis.call('ZCARD', log) - tonumber(ARGV[6])
     if excess > 0 then
+      -- A trimmed delivery still under way keeps its record until its outcome (see _RECORD).
       for _, old in ipairs(redis.call('ZRANGE', log, 0, excess - 1)) do
-        redis.call('DEL', ARGV[7] .. old, ARGV[8] .. old)
-        redis.call('ZREM', KEYS[4], old)
+        local status = redis.call('HGET', ARGV[7] .. old, 'status')
+        if status == 'succeeded' or status == 'dead' then
+          redis.call('DEL', ARGV[7] .. old, ARGV[8] .. old)
+        end
       end
       redis.call('ZREMRANGEBYRANK', log, 0, excess - 1)
     end
@@ -58,7 +61,7 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 return created
 """
 
-# KEYS: jobs, delivery, attempts, delayed. ARGV: group, entry id, delivery id, attempt,
+# KEYS: jobs, delivery, attempts, delayed, log. ARGV: group, entry id, delivery id, attempt,
 # outcome (succeeded | failed), now ms, then the retry delays in ms.
 _RECORD = """
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
@@ -66,15 +69,17 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 if redis.call('EXISTS', KEYS[2]) == 0 then return 'gone' end
 redis.call('RPUSH', KEYS[3], ARGV[4])
 redis.call('LTRIM', KEYS[3], -""" + str(ATTEMPTS_KEPT) + """, -1)
-if ARGV[5] == 'succeeded' then
-  redis.call('HSET', KEYS[2], 'status', 'succeeded', 'next', '')
-  return 'succeeded'
+local function final(status)
+  if redis.call('ZSCORE', KEYS[5], ARGV[3]) then
+    redis.call('HSET', KEYS[2], 'status', status, 'next', '')
+  else  -- trimmed from the log while under way: nothing left to keep it for
+    redis.call('DEL', KEYS[2], KEYS[3])
+  end
+  return status
 end
+if ARGV[5] == 'succeeded' then return final('succeeded') end
 local tries = redis.call('HINCRBY', KEYS[2], 'tries', 1)
-if tries > #ARGV - 6 then
-  redis.call('HSET', KEYS[2], 'status', 'dead', 'next', '')
-  return 'dead'
-end
+if tries > #ARGV - 6 then return final('dead') end
 local due = tonumber(ARGV[6]) + tonumber(ARGV[6 + tries])
 redis.call('HSET', KEYS[2], 'status', 'failed', 'next', due)
 redis.call('ZADD', KEYS[4], due, ARGV[3])
@@ -146,12 +151,12 @@ class DeliveryQueue:
             args=[MATCH_GROUP, entry_id, event_id, body, now_ms(), LOG_SIZE,
                   keys.hook_delivery(""), keys.hook_attempts(""), keys.hook_log(""), *hook_ids]))
 
-    async def record(self, entry_id: str, delivery_id: str, attempt: dict[str, Any],
-                     succeeded: bool) -> str:
+    async def record(self, entry_id: str, delivery_id: str, hook_id: str,
+                     attempt: dict[str, Any], succeeded: bool) -> str:
         """Append the attempt, set the outcome (and schedule a retry) and ack the job."""
         result = await self._record(
             keys=[keys.HOOK_JOBS, keys.hook_delivery(delivery_id),
-                  keys.hook_attempts(delivery_id), keys.HOOK_DELAYED],
+                  keys.hook_attempts(delivery_id), keys.HOOK_DELAYED, keys.hook_log(hook_id)],
             args=[DELIVERY_GROUP, entry_id, delivery_id, codec.pack(attempt),
                   "succeeded" if succeeded else "failed", now_ms(), *self._schedule_ms])
         return _text(result)

@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 VISIBILITY_MARGIN_S = 3.0
 HEARTBEAT_S = 1.0
 PROMOTE_EVERY_S = 0.05
-BUSY_TARGET_DEFER_S = 1.0  # a job for a target with a full backlog waits this long, unattempted
+# A job for a target with a full backlog and no attempt finished for this long (it hangs) is put
+# back for this long, unattempted, so a hanging target can't fill the in-flight set.
+BUSY_TARGET_DEFER_S = 1.0
 
 
 def consumer_name() -> str:
@@ -171,7 +173,8 @@ class HookWorker:
             if delivery is None or hook is None:  # the hook was deleted, or the log trimmed
                 await self._queue.release(entry_id, delivery_id, delay_s=None)
                 return
-            if self._deliverer.backlog(hook.target_url) >= self._per_host * 4:
+            if self._deliverer.stalled(hook.target_url, backlog=self._per_host * 4,
+                                       for_s=BUSY_TARGET_DEFER_S):
                 await self._queue.release(entry_id, delivery_id, delay_s=BUSY_TARGET_DEFER_S)
                 return
 
@@ -197,7 +200,7 @@ class HookWorker:
                 log.info("hook deleted: its target answered 410",
                          extra={"hook": hook.id, "delivery": delivery_id})
             else:
-                result = await self._queue.record(entry_id, delivery_id, attempt.record(),
+                result = await self._queue.record(entry_id, delivery_id, hook.id, attempt.record(),
                                                   attempt.succeeded)
             self._metrics.hook_deliveries.labels(result).inc()
         except asyncio.CancelledError:
