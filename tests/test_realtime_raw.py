@@ -26,7 +26,9 @@ from tests.support.eio import (
     handshake,
     login,
     metric,
+    open_polling,
     open_ws,
+    poll,
     polling_path,
     recv,
 )
@@ -280,12 +282,18 @@ async def test_sigterm_sends_close_packets_and_exits_zero(start_gateway, user):
         ws = await open_ws(doomed.url, eio=eio, headers=cookie(sid))
         await handshake(ws, eio=eio)
         clients.append(ws)
+    http = httpx.AsyncClient(timeout=5)
+    polling_sid = await open_polling(http, doomed.url, cookie(sid))
+    waiting_poll = asyncio.create_task(poll(http, doomed.url, polling_sid, cookie(sid)))
+    await asyncio.sleep(0.1)
     assert doomed.proc is not None
     started = time.monotonic()
     doomed.proc.send_signal(signal.SIGTERM)
     for ws in clients:
         frames = await closed_within(ws, 5)
         assert frames[-2:] == ["41", "1"], frames
+    assert await asyncio.wait_for(waiting_poll, 5) == ["41", "1"]
+    await http.aclose()
     code = await asyncio.get_running_loop().run_in_executor(None, doomed.proc.wait, 10)
     assert code == 0, doomed.logs()
     assert time.monotonic() - started < 6

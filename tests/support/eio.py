@@ -190,6 +190,23 @@ def decode_v4_payload(body: str) -> list[str]:
     return body.split("\x1e") if body else []
 
 
+async def open_polling(http: httpx.AsyncClient, base: str, headers: dict[str, str]) -> str:
+    """An EIO=3 long-polling session joined to "/"; returns its sid."""
+    response = await http.get(base + polling_path(3), headers=headers)
+    assert response.status_code == 200, response.text
+    packets = decode_v3_payload(response.text)
+    assert packets[0].startswith("0") and packets[1:] == ["40"], packets
+    return str(json.loads(packets[0][1:])["sid"])
+
+
+async def poll(http: httpx.AsyncClient, base: str, sid: str, headers: dict[str, str],
+               timeout: float = 5.0) -> list[str]:
+    """One long-poll GET of an EIO=3 session: the packets it returned."""
+    response = await http.get(base + polling_path(3, sid=sid), headers=headers, timeout=timeout)
+    assert response.status_code == 200, response.text
+    return decode_v3_payload(response.text)
+
+
 # -- a websocket that stops reading ---------------------------------------------------------
 class StuckSocket:
     """A websocket client on a plain TCP socket with a tiny receive buffer, which can send
