@@ -107,13 +107,10 @@ def test_apikeys_create_for_an_unknown_login_fails(redis_url):
 @pytest.mark.parametrize("name,value", [
     ("GATEWAY_PORT", "abc"),
     ("PORT", "http"),
-    ("GATEWAY_PORT", "70000"),
     ("GATEWAY_RATE_LIMIT_PER_SECOND", "0"),
     ("GATEWAY_AUTH_BAN_S", "soon"),
-    ("GATEWAY_SESSION_TTL_S", "-5"),
     ("GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8,not-a-network"),
     ("GATEWAY_REDIS_URL", "http://localhost:6379"),
-    ("GATEWAY_HOOKS_WORKER", "sometimes"),
 ])
 def test_a_bad_setting_exits_2_naming_the_variable(name, value):
     result = gateway_cli("serve", env={name: value}, timeout=20)
