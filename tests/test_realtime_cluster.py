@@ -126,9 +126,10 @@ async def test_redis_restart_under_the_gateway(start_gateway):
         user = api.create_user()
         sid = login(api, user)
         api.close()
-        store = "faultStore"
+        store, quiet = "faultStore", "quietStore"  # quiet: no event before the outage
         client = await Client.connect(gateway.url, eio=3, headers=cookie(sid))
         assert await client.subscribe(store=store) == {"success": True}
+        assert await client.subscribe(store=quiet) == {"success": True}
         before = create(gateway.url, user["auth"], store)
         assert (await client.next_event())[1]["entityId"] == before["_id"]
 
@@ -144,7 +145,8 @@ async def test_redis_restart_under_the_gateway(start_gateway):
         redis_server.start()
         await wait_until(lambda: httpx.get(gateway.url + "/readyz").status_code == 200, 10)
         # Written at once, maybe before the listener has resubscribed: it must arrive anyway.
-        after = [create(gateway.url, user["auth"], store, n=n)["_id"] for n in range(3)]
+        after = [create(gateway.url, user["auth"], quiet if n == 0 else store, n=n)["_id"]
+                 for n in range(3)]
         got = [(await client.next_event(timeout=10))[1]["entityId"] for _ in range(3)]
         assert got == after
         await asyncio.sleep(0.2)

@@ -85,6 +85,9 @@ class Hub:
         self._rooms: dict[Topic, set[Subscriber]] = {}
         self._by_session: dict[str, set[Subscriber]] = {}
         self._last_seen: dict[str, str] = {}  # store -> newest event id this process received
+        # Redis's clock (ms) when the listener last subscribed: a store with no event seen
+        # since then had none until the connection broke, so its catch-up starts there.
+        self._subscribed_at_ms: int | None = None
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
@@ -226,9 +229,11 @@ class Hub:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(keys.EVENTS_CHANNEL, keys.CONTROL_CHANNEL)
+                seconds, micros = await self._redis.time()
                 if not first:
                     await self._catch_up()
                 first = False
+                self._subscribed_at_ms = seconds * 1000 + micros // 1000
                 self.connected.set()
                 delay = 0.1
                 log.info("realtime listener subscribed")
@@ -251,7 +256,7 @@ class Hub:
                 except Exception:
                     pass
             await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 2.0)  # capped low: subscribers wait on this, not just readiness
 
     def _on_message(self, message: dict[str, Any]) -> None:
         channel = message["channel"]
@@ -273,7 +278,10 @@ class Hub:
         for store in stores:
             since = self._last_seen.get(store)
             if since is None:
-                continue
+                if self._subscribed_at_ms is None:
+                    continue
+                # just before that instant: every event since then, none from before
+                since = f"{self._subscribed_at_ms - 1:013d}-999999"
             replay = await history.events_after(self._redis, store, since)
             for event in replay.events:
                 self.dispatch(event)
