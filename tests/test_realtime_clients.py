@@ -18,7 +18,7 @@ import pytest
 import socketio
 
 from tests.support.api import Api
-from tests.support.eio import login
+from tests.support.eio import get_metrics, login, metric, wait_until
 from tests.support.processes import GatewayProcess
 
 NODE_DIR = Path(__file__).parent / "node"
@@ -215,3 +215,24 @@ async def test_python_socketio_5_without_cookie_is_refused(gateway, transports):
         await client.connect(gateway.url, transports=transports, socketio_path="socket.io",
                              wait_timeout=5)
     assert not client.connected
+
+
+async def test_an_upgraded_connection_is_counted_under_websocket(gateway, user):
+    name = "gateway_realtime_connections"
+    before = get_metrics(gateway.url)
+    client, _ = await sio_client(gateway.url, user["sid"], ["polling", "websocket"], "countStore")
+    try:
+        await wait_until(lambda: client.transport() == "websocket")
+        await asyncio.sleep(0.1)
+        during = get_metrics(gateway.url)
+        assert metric(during, name, eio="4", transport="websocket") == \
+            metric(before, name, eio="4", transport="websocket") + 1
+        assert metric(during, name, eio="4", transport="polling") == \
+            metric(before, name, eio="4", transport="polling")
+    finally:
+        await client.disconnect()
+    await asyncio.sleep(0.3)
+    after = get_metrics(gateway.url)
+    for transport in ("websocket", "polling"):
+        assert metric(after, name, eio="4", transport=transport) == \
+            metric(before, name, eio="4", transport=transport)

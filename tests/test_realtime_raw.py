@@ -297,3 +297,43 @@ async def test_sigterm_sends_close_packets_and_exits_zero(start_gateway, user):
     code = await asyncio.get_running_loop().run_in_executor(None, doomed.proc.wait, 10)
     assert code == 0, doomed.logs()
     assert time.monotonic() - started < 6
+
+
+# -- polling specifics ----------------------------------------------------------------------------
+@pytest.mark.parametrize("body, content_type", [
+    ("abc", "text/plain"), ("5:hello", "text/plain"), ("99:2", "text/plain"),
+    ("1:9", "text/plain"), (b"\xff\xfe\x00junk", "application/octet-stream"),
+    (b"\xff\xfe", "text/plain"),
+], ids=["no-length", "short", "overlong", "bad-type", "binary-junk", "not-utf8"])
+async def test_garbage_polling_posts_are_refused_and_the_process_lives_on(gateway, user, body,
+                                                                          content_type):
+    async with httpx.AsyncClient(timeout=5) as http:
+        sid = await open_polling(http, gateway.url, cookie(user["sid"]))
+        response = await http.post(gateway.url + polling_path(3, sid=sid), content=body,
+                                   headers={**cookie(user["sid"]), "Content-Type": content_type})
+        assert response.status_code in (200, 400), response.text
+        if response.status_code == 400:
+            assert_envelope(response, 400)
+        fresh = await open_polling(http, gateway.url, cookie(user["sid"]))
+        ping = await http.post(gateway.url + polling_path(3, sid=fresh), content="1:2",
+                               headers=cookie(user["sid"]))
+        assert ping.status_code == 200
+        assert await poll(http, gateway.url, fresh, cookie(user["sid"])) == ["3"]
+
+
+async def test_a_silent_polling_session_is_closed_after_interval_plus_timeout(quick, quick_sid):
+    async with httpx.AsyncClient(timeout=5) as http:
+        sid = await open_polling(http, quick.url, cookie(quick_sid))
+        await asyncio.sleep(1.2)  # no GET, no POST: nothing arrives from this client
+        response = await http.get(quick.url + polling_path(3, sid=sid), headers=cookie(quick_sid))
+        assert_envelope(response, 400)
+
+
+async def test_websocket_with_the_sid_of_a_websocket_session_is_400(gateway, user):
+    ws = await open_ws(gateway.url, eio=3, headers=cookie(user["sid"]))
+    sid = (await handshake(ws, eio=3))["sid"]
+    assert_envelope(await ws_refusal(gateway.url, eio=3, headers=cookie(user["sid"]), sid=sid),
+                    400)
+    await ws.send("2")
+    assert await recv(ws) == "3"  # the session is untouched
+    await ws.close()

@@ -342,3 +342,39 @@ async def test_since_while_writes_race_has_no_gap_and_no_duplicate(gateway, peop
         got = [event["id"] for _, event in await client.events_until(marker["_id"], timeout=10)]
         assert got == expected
         await client.close()
+
+
+async def test_store_and_entity_subscription_together_deliver_one_copy(gateway, people):
+    store = unique("overlap")
+    auth = people.alice["auth"]
+    entity = write(gateway.url, "POST", f"/api/v1/{store}", auth=auth, n=0)
+    client = await connect(gateway.url, people.alice, eio=4)
+    assert ok(await client.subscribe(store=store, id=entity["_id"]))
+    assert ok(await client.subscribe(store=store))
+    write(gateway.url, "PATCH", f"/api/v1/{store}/{entity['_id']}", auth=auth, n=1)
+    marker = write(gateway.url, "POST", f"/api/v1/{store}", auth=auth)
+    got = await client.events_until(marker["_id"])
+    assert [(n, e["entityId"]) for n, e in got] == [("entity.updated", entity["_id"]),
+                                                    ("entity.created", marker["_id"])]
+    await client.close()
+
+
+async def test_recovery_replays_only_what_the_user_may_read(gateway, people):
+    store = unique("recoverPerm")
+    bob = people.bob
+    client = await connect(gateway.url, bob)
+    assert ok(await client.subscribe(store=store))
+    first = write(gateway.url, "POST", f"/api/v1/{store}", auth=bob["auth"])
+    _, seen = await client.next_event()
+    await client.close()
+    hidden = write(gateway.url, "POST", f"/api/v1/{store}", n=1)  # admin's, not bob's
+    shared = write(gateway.url, "POST", f"/api/v1/{store}", branch=["teamB"])
+    write(gateway.url, "PATCH", f"/api/v1/{store}/{hidden['_id']}", n=2)
+    own = write(gateway.url, "PATCH", f"/api/v1/{store}/{first['_id']}", auth=bob["auth"], n=3)
+    client = await connect(gateway.url, bob, eio=4)
+    assert await client.subscribe(store=store, since=seen["id"]) == {"success": True,
+                                                                     "recovered": True}
+    got = await client.events_until(own["_id"])
+    assert [(n, e["entityId"]) for n, e in got] == [("entity.created", shared["_id"]),
+                                                    ("entity.updated", first["_id"])]
+    await client.close()
