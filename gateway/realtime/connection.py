@@ -97,6 +97,8 @@ class Connection:
         self.wake.set()
 
     def slow_consumer(self) -> None:
+        if self.closed or self.session.closed:
+            return  # counted once: closing flushes, and the flush may find the buffer full again
         self.realtime.metrics.slow_disconnects.inc()
         log.warning("slow consumer disconnected",
                     extra={"sid": self.sid, "user": self.principal.user_id,
