@@ -41,7 +41,13 @@ def draw(path: str, figures: dict[str, Any], latencies: Sequence[float],
     cdf.set_ylabel("fraction of messages")
     cdf.grid(alpha=0.3)
     times = [i * BIN_S for i in range(len(bins))]
-    rate.plot(times, [count / BIN_S for count in bins], color="tab:orange")
+    per_s = [count / BIN_S for count in bins]
+    rate.plot(times, per_s, color="tab:orange", alpha=0.35, linewidth=0.8, label=f"{BIN_S:g} s bins")
+    window = max(1, round(1.0 / BIN_S))
+    if len(per_s) >= window:
+        smooth = [sum(per_s[i - window + 1:i + 1]) / window for i in range(window - 1, len(per_s))]
+        rate.plot(times[window - 1:], smooth, color="tab:red", label="1 s mean")
+    rate.legend(loc="upper right", fontsize="small")
     rate.set_title("delivery rate")
     rate.set_xlabel("seconds since the first publish")
     rate.set_ylabel("messages / s")
