@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from tests.support.api import Api
+from tests.support.asserts import assert_envelope
 from tests.support.eio import (
     Client,
     StuckSocket,
@@ -207,3 +208,35 @@ async def test_a_stuck_client_is_cut_off_without_delaying_others_or_growing_memo
     assert peak - rss_before < 64 * 1024 * 1024, (rss_before, peak)
     stuck.close()
     await normal.close()
+
+
+async def test_a_polling_client_that_stops_polling_is_cut_off_before_its_queue_grows(peer):
+    """Over long-polling the queue is the server's: it is bounded in bytes, not only in
+    messages, so a few large events are enough to cut off a client that stopped polling."""
+    api = Api(peer.url)
+    writer, reader = api.create_user(), api.create_user()
+    reader_sid = login(api, reader)
+    api.close()
+    store = "slowPolling"
+    async with httpx.AsyncClient(timeout=5) as http:
+        sid = await open_polling(http, peer.url, cookie(reader_sid))
+        subscribe = '421["subscribe",{"store":"%s"}]' % store
+        posted = await http.post(f"{peer.url}/socket.io/?EIO=3&transport=polling&sid={sid}",
+                                 content=f"{len(subscribe)}:{subscribe}",
+                                 headers=cookie(reader_sid))
+        assert posted.status_code == 200
+        assert await poll(http, peer.url, sid, cookie(reader_sid)) == ['431[{"success":true}]']
+        process = psutil.Process(peer.proc.pid)  # type: ignore[union-attr]
+        rss_before = process.memory_info().rss
+        blob = "x" * (512 * 1024)
+        with httpx.Client(base_url=peer.url, headers=writer["auth"], timeout=10) as writes:
+            for n in range(60):  # 30 MiB, never polled
+                response = writes.post(f"/api/v1/{store}",
+                                       json={"n": n, "blob": blob, "access": [reader["_id"]]})
+                assert response.status_code == 201
+        await wait_until(lambda: any(sid in line and '"reason": "slow consumer"' in line
+                                     for line in peer.logs().splitlines()), 5)
+        late = await http.get(f"{peer.url}/socket.io/?EIO=3&transport=polling&sid={sid}",
+                              headers=cookie(reader_sid))
+        assert_envelope(late, 400)  # the session is gone, as engine.io answers for a closed one
+        assert process.memory_info().rss - rss_before < 24 * 1024 * 1024

@@ -4,8 +4,9 @@ The connection is transport-agnostic. Whatever carries it (a websocket, or long-
 requests) waits on `wake` and drains the session's queue; `push` only appends and sets the
 event, so the hub can fan an event out to thousands of connections without awaiting any.
 
-Back-pressure: at most `max_pending` messages may wait for a transport. A client that falls
-further behind is disconnected ("slow consumer") instead of growing memory without bound.
+Back-pressure: at most `max_pending` messages, and `max_pending_bytes` of them, may wait for
+a transport. A client that falls further behind is disconnected ("slow consumer") instead of
+growing memory without bound: a count alone would let a thousand 1 MiB events pile up.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def _failure(code: str, message: str) -> dict[str, Any]:
 
 class Connection:
     __slots__ = ("session", "principal", "transport", "realtime", "topics", "last_ids",
-                 "recovering", "wake", "pending", "closed", "close_reason", "opened_at", "polling", "sink",
-                 "_tasks", "__weakref__")
+                 "recovering", "wake", "pending", "pending_bytes", "closed", "close_reason",
+                 "opened_at", "polling", "sink", "_tasks", "__weakref__")
 
     def __init__(self, session: Session, principal: Principal, transport: str,
                  realtime: Realtime) -> None:
@@ -67,6 +68,7 @@ class Connection:
         self.recovering: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.wake = asyncio.Event()
         self.pending = 0
+        self.pending_bytes = 0
         self.closed = False
         self.close_reason: str | None = None
         self.opened_at = time.monotonic()
@@ -89,11 +91,14 @@ class Connection:
         if self.sink is not None:
             self.sink.send_broadcast(broadcast)
             return
-        if self.pending >= self.realtime.max_pending:
+        text = broadcast.text
+        if (self.pending >= self.realtime.max_pending
+                or self.pending_bytes + len(text) > self.realtime.max_pending_bytes):
             self.slow_consumer()
             return
-        self.session.send_encoded(broadcast.text)
+        self.session.send_encoded(text)
         self.pending += 1
+        self.pending_bytes += len(text)
         self.wake.set()
 
     def slow_consumer(self) -> None:
@@ -102,7 +107,7 @@ class Connection:
         self.realtime.metrics.slow_disconnects.inc()
         log.warning("slow consumer disconnected",
                     extra={"sid": self.sid, "user": self.principal.user_id,
-                           "pending": self.pending})
+                           "pending": self.pending, "pending_bytes": self.pending_bytes})
         self.close(SLOW_CONSUMER)
 
     def attach_sink(self, sink: Sink) -> None:
@@ -120,6 +125,7 @@ class Connection:
     def drained(self) -> None:
         """The transport took everything queued."""
         self.pending = 0
+        self.pending_bytes = 0
 
     def close(self, reason: str = FORCED_CLOSE) -> None:
         """Disconnect the namespace and close the session: the client gets `41` and `1`,

@@ -28,11 +28,13 @@ SHUTTING_DOWN = "server shutting down"
 
 class Realtime:
     def __init__(self, redis: Redis, *, settings: RealtimeSettings, entities: Entities,
-                 metrics: Metrics, max_pending: int = 1000) -> None:
+                 metrics: Metrics, max_pending: int = 1000,
+                 max_pending_bytes: int = 8 * 1024 * 1024) -> None:
         self.hub = Hub(redis, metrics=metrics)
         self.entities = entities
         self.metrics = metrics
-        self.max_pending = max_pending
+        self.max_pending = max_pending  # messages queued for a polling client, at most
+        self.max_pending_bytes = max_pending_bytes  # and their characters, at most
         self.config = SessionConfig(ping_interval_ms=settings.ping_interval_ms,
                                     ping_timeout_ms=settings.ping_timeout_ms)
         self.connections: dict[str, Connection] = {}
