@@ -2,17 +2,27 @@
 
 Per path, it can answer a sequence of status codes (the last one repeats), wait before
 answering, or hang until the sink is closed.
+
+It is an asyncio server (httptools parsing, keep-alive) on an event loop in a thread of its
+own, so it answers thousands of requests a second and is never the bottleneck of a delivery
+benchmark; tests read what it recorded from their own thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import httptools
+
+_PAYLOAD = b'{"ok":true}'
+_REASONS = {200: b"OK", 204: b"No Content", 410: b"Gone", 500: b"Internal Server Error",
+            503: b"Service Unavailable"}
 
 
 @dataclass
@@ -26,6 +36,77 @@ class Received:
         return json.loads(self.body)
 
 
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: parse requests, record each on arrival, answer in order."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._previous: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._sink._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._sink._connections.discard(self)
+        self._transport = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.close()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._url, self._headers, self._body = b"", {}, []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        path = self._url.decode("latin-1")
+        self._sink._record(Received(path, self._headers, b"".join(self._body), time.time()))
+        keep_alive = self._parser.should_keep_alive()
+        self._previous = asyncio.get_running_loop().create_task(
+            self._answer(path, keep_alive, self._previous))
+
+    async def _answer(self, path: str, keep_alive: bool,
+                      previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # answers go out in request order
+        delay = self._sink._delays.get(path, 0.0)
+        if delay:
+            try:
+                await asyncio.wait_for(self._sink._closing.wait(), delay)
+            except TimeoutError:
+                pass
+        if self._transport is None or self._transport.is_closing():
+            return  # the client gave up (timeout)
+        status = self._sink._next_status(path)
+        self._transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s"
+            % (status, _REASONS.get(status, b"Status"), len(_PAYLOAD),
+               b"" if keep_alive else b"connection: close\r\n", _PAYLOAD))
+        if not keep_alive:
+            self._transport.close()
+
+
 class Sink:
     def __init__(self) -> None:
         self.requests: list[Received] = []
@@ -33,45 +114,28 @@ class Sink:
         self._delays: dict[str, float] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._closing = threading.Event()
-        sink = self
+        self._connections: set[_Connection] = set()
+        self._loop = asyncio.new_event_loop()
+        self._closing = asyncio.Event()
+        started = threading.Event()
+        self._server: asyncio.Server | None = None
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._server = self._loop.run_until_complete(self._loop.create_server(
+                lambda: _Connection(self), "127.0.0.1", 0, backlog=1024))
+            started.set()
+            self._loop.run_forever()
 
-            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length)
-                path = self.path
-                with sink._changed:  # recorded on arrival, before any delay
-                    sink.requests.append(Received(
-                        path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()))
-                    sink._changed.notify_all()
-                delay = sink._delays.get(path, 0.0)
-                if delay:
-                    sink._closing.wait(delay)
-                status = sink._next_status(path)
-                payload = b'{"ok":true}'
-                try:
-                    self.send_response(status)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:
-                    pass  # the client gave up (timeout)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=run, name="sink", daemon=True)
         self._thread.start()
+        started.wait(10)
+        assert self._server is not None
+        self._port = self._server.sockets[0].getsockname()[1]
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._port}"
 
     def respond(self, path: str, *statuses: int) -> None:
         """Answer `path` with these statuses in turn, the last one for ever after."""
@@ -81,6 +145,11 @@ class Sink:
     def delay(self, path: str, seconds: float) -> None:
         """Wait this long before answering (a very long delay is a target that hangs)."""
         self._delays[path] = seconds
+
+    def _record(self, received: Received) -> None:
+        with self._changed:  # recorded on arrival, before any delay
+            self.requests.append(received)
+            self._changed.notify_all()
 
     def _next_status(self, path: str) -> int:
         with self._lock:
@@ -105,12 +174,25 @@ class Sink:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"sink got {len(found)} of {count} requests on {path}")
-                self._changed.wait(left)
+                self._changed.wait(min(left, 0.5))
 
     def close(self) -> None:
-        self._closing.set()
-        self._server.shutdown()
-        self._server.server_close()
+        async def shut() -> None:
+            self._closing.set()  # hanging answers return now, to closed connections
+            assert self._server is not None
+            self._server.close()
+            for connection in list(self._connections):
+                connection.close()
+            answers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if answers:
+                await asyncio.wait(answers, timeout=2)
+
+        if self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
 
 
 def signature_valid(secret: str, received: Received) -> bool:
