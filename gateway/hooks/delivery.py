@@ -1,6 +1,6 @@
 """One delivery attempt over HTTP: limits, SSRF re-check with a pinned address, signing.
 
-Connections are pooled by one httpx.AsyncClient. Concurrency is bounded overall and per target
+Connections are pooled by one gateway.hooks.http.HttpClient. Concurrency is bounded overall and per target
 (host and port); a request waits for its target's slot *before* taking a global one, so a
 target that hangs holds at most `per_host` slots and never starves the others. Each attempt is
 bounded by the hook timeout (resolution, connect, request and response together), redirects are
@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from gateway import __version__
 from gateway.hooks import signing
-from gateway.hooks.resolver import Resolved, resolve
+from gateway.hooks.http import HttpClient, HttpError
+from gateway.hooks.resolver import resolve
 from gateway.hooks.ssrf import TargetRefused, parse_target
-
-# httpx logs every request at INFO; the delivery log and metrics already record each attempt.
-logging.getLogger("httpx").setLevel(logging.WARNING)
 
 RESPONSE_CAP = 4096  # bytes of a target's answer read
 RESPONSE_KEPT = 1024  # characters of it kept in the delivery log
@@ -74,22 +69,18 @@ def target_key(url: str) -> str:
 
 
 class Deliverer:
-    def __init__(self, *, timeout_s: float, allow_private: bool, concurrency: int = 64,
-                 per_host: int = 8) -> None:
+    def __init__(self, *, timeout_s: float, allow_private: bool, concurrency: int = 256,
+                 per_host: int = 32) -> None:
         self.timeout_s = timeout_s
         self.per_host = per_host
         self._allow_private = allow_private
         self._global = asyncio.Semaphore(concurrency)
         self._hosts: dict[str, _Slot] = {}
-        self._client = httpx.AsyncClient(
-            follow_redirects=False, trust_env=False, timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency,
-                                keepalive_expiry=30),
-            headers={"user-agent": f"gateway-webhooks/{__version__}"},
-        )
+        self._client = HttpClient(user_agent=f"gateway-webhooks/{__version__}",
+                                  response_cap=RESPONSE_CAP)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        self._client.close()
 
     def stalled(self, url: str, *, backlog: int, for_s: float) -> bool:
         """True when at least `backlog` attempts for this URL's target are running or waiting
@@ -127,41 +118,17 @@ class Deliverer:
                 if not await still_wanted():
                     return None
                 started = time.monotonic()
-                request = self._request(resolved, secret, msg_id, body)
-                response = await self._client.send(request, stream=True)
-                try:
-                    text = await _read_capped(response)
-                finally:
-                    await response.aclose()
+                target = resolved.target
+                response = await self._client.post(
+                    target.url, connect_host=str(resolved.address or target.host),
+                    port=target.port, sni_host=target.host,
+                    headers=signing.headers(secret, msg_id, int(time.time()), body), body=body)
         except TargetRefused as exc:
             return done(None, f"refused: {exc}")
         except TimeoutError:
             return done(None, f"timed out after {self.timeout_s:g} s")
-        except httpx.HTTPError as exc:
-            return done(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
-        return done(response.status_code, error, text)
-
-    def _request(self, resolved: Resolved, secret: str, msg_id: str, body: bytes) -> httpx.Request:
-        url = httpx.URL(resolved.target.url)
-        headers = signing.headers(secret, msg_id, int(time.time()), body)
-        extensions: dict[str, Any] = {}
-        if resolved.address is not None:
-            # Connect to the address we checked, not to whatever the name resolves to now.
-            headers["host"] = url.netloc.decode("ascii")
-            if url.scheme == "https":
-                extensions["sni_hostname"] = resolved.target.host
-            url = url.copy_with(host=str(resolved.address))
-        return self._client.build_request("POST", url, headers=headers, content=body,
-                                          extensions=extensions)
-
-
-async def _read_capped(response: httpx.Response) -> str:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_raw():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= RESPONSE_CAP:
-            break
-    return b"".join(chunks)[:RESPONSE_KEPT].decode("utf-8", "replace")
+        except HttpError as exc:
+            return done(None, str(exc))
+        status = response.status_code
+        error = None if 200 <= status < 300 else f"HTTP {status}"
+        return done(status, error, response.body[:RESPONSE_KEPT].decode("utf-8", "replace"))
