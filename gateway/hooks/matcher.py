@@ -2,7 +2,8 @@
 
 A hook wants an event when its store and event pattern match (read from the match index, see
 gateway.hooks.store) and its owner may read the event's `data` as an entity (contract §6).
-The jobs are queued and the inbox entry acknowledged in one script; an entry left pending by a
+A batch of inbox entries is matched in one script and its jobs queued, with the entries
+acknowledged, in another; an entry left pending by a
 matcher that died is reclaimed after INBOX_VISIBILITY_MS and matched again, harmlessly (the
 delivery ids already exist).
 """
@@ -45,9 +46,7 @@ class Matcher:
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
-                # Entries are independent (each has its own delivery ids): match a batch at once.
-                await asyncio.gather(*(self.process(entry_id, fields)
-                                       for entry_id, fields in await self._read()))
+                await self.process(await self._read())
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -68,21 +67,37 @@ class Matcher:
                                              count=BATCH, block=1000)
         return [entry for _stream, entries in reply for entry in entries] if reply else []
 
-    async def process(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> int:
-        """Queue the entry's deliveries and ack it; returns how many were queued."""
-        entry = entry_id.decode()
-        try:
-            assert fields is not None
-            event_id = fields[b"id"].decode()
-            event: dict[str, Any] = {"id": event_id, **codec.unpack(fields[b"e"])}
-            store, kind = event["store"], event["type"]
-        except Exception:
-            log.exception("malformed hook inbox entry dropped", extra={"entry": entry})
-            return await self._queue.enqueue(entry, "", b"", [])
-        wanted = [hook.id for hook in await self._hooks.matching(store, kind)
-                  if await self._owner_may_read(hook, event.get("data"))]
-        body = encode_body(event) if wanted else b""
-        return await self._queue.enqueue(entry, event_id, body, wanted)
+    async def process(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> int:
+        """Queue the entries' deliveries and ack them (two round trips for the batch); returns
+        how many deliveries were queued."""
+        if not entries:
+            return 0
+        events: list[tuple[str, dict[str, Any] | None]] = []
+        for entry_id, fields in entries:
+            entry = entry_id.decode()
+            try:
+                assert fields is not None
+                event_id = fields[b"id"].decode()
+                event: dict[str, Any] = {"id": event_id, **codec.unpack(fields[b"e"])}
+                str(event["store"]), str(event["type"])
+            except Exception:
+                log.exception("malformed hook inbox entry dropped", extra={"entry": entry})
+                events.append((entry, None))
+                continue
+            events.append((entry, event))
+        parsed = [(entry, event) for entry, event in events if event is not None]
+        matches = await self._hooks.matching_many([(str(event["store"]), str(event["type"]))
+                                                   for _entry, event in parsed])
+        wanted_by = {entry: hooks for (entry, _event), hooks in zip(parsed, matches, strict=True)}
+        batch: list[tuple[str, str, bytes, list[str]]] = []
+        for entry, event in events:
+            if event is None:
+                batch.append((entry, "", b"", []))
+                continue
+            wanted = [hook.id for hook in wanted_by[entry]
+                      if await self._owner_may_read(hook, event.get("data"))]
+            batch.append((entry, event["id"], encode_body(event) if wanted else b"", wanted))
+        return await self._queue.enqueue(batch)
 
     async def _owner_may_read(self, hook: Hook, data: Any) -> bool:
         if not isinstance(data, dict):

@@ -16,7 +16,9 @@ either still pending in a stream (and reclaimed later) or fully moved on.
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from gateway import codec
@@ -25,65 +27,132 @@ from gateway.store.redis import Redis
 
 MATCH_GROUP = "matcher"
 DELIVERY_GROUP = "delivery"
-LOG_SIZE = 1000  # deliveries kept per hook
+# Deliveries kept per hook. GATEWAY__HOOK_LOG_MAX (double underscore: internal, not a setting of
+# the contract) lowers it so tests can reach the bound.
+LOG_SIZE = int(os.environ.get("GATEWAY__HOOK_LOG_MAX") or 1000)
 ATTEMPTS_KEPT = 100  # attempts kept per delivery
 
-# KEYS: inbox, jobs, hooks, delayed. ARGV: group, entry id, event id, body, now, log size,
-# delivery prefix, attempts prefix, log prefix, then the matching hook ids.
+# Queue the deliveries of a batch of inbox entries and ack the entries, in one script.
+# KEYS: inbox, jobs, hooks. ARGV: group, now, log size, delivery prefix, attempts prefix,
+# log prefix, then per entry: entry id, event id, body, n, and its n matching hook ids.
 _ENQUEUE = """
-local created = 0
-for i = 10, #ARGV do
-  local hook = ARGV[i]
-  local did = ARGV[3] .. '.' .. hook
-  local dkey = ARGV[7] .. did
-  if redis.call('HEXISTS', KEYS[3], hook) == 1 and redis.call('EXISTS', dkey) == 0 then
-    redis.call('HSET', dkey, 'hook', hook, 'event', ARGV[3], 'body', ARGV[4],
-               'status', 'pending', 'tries', 0, 'next', ARGV[5], 'created', ARGV[5])
-    local log = ARGV[9] .. hook
-    redis.call('ZADD', log, ARGV[5], did)
-    local excess = redis.call('ZCARD', log) - tonumber(ARGV[6])
-    if excess > 0 then
-      -- A trimmed delivery still under way keeps its record until its outcome (see _RECORD).
-      for _, old in ipairs(redis.call('ZRANGE', log, 0, excess - 1)) do
-        local status = redis.call('HGET', ARGV[7] .. old, 'status')
-        if status == 'succeeded' or status == 'dead' then
-          redis.call('DEL', ARGV[7] .. old, ARGV[8] .. old)
+local group, now, size = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local dprefix, aprefix, lprefix = ARGV[4], ARGV[5], ARGV[6]
+local created, acked = 0, {}
+local i = 7
+while i <= #ARGV do
+  local entry, event, body, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  acked[#acked + 1] = entry
+  for j = i + 4, i + 3 + n do
+    local hook = ARGV[j]
+    local did = event .. '.' .. hook
+    local dkey = dprefix .. did
+    if redis.call('HEXISTS', KEYS[3], hook) == 1 and redis.call('EXISTS', dkey) == 0 then
+      redis.call('HSET', dkey, 'hook', hook, 'event', event, 'body', body,
+                 'status', 'pending', 'tries', 0, 'next', now, 'created', now)
+      local log = lprefix .. hook
+      redis.call('ZADD', log, now, did)
+      local excess = redis.call('ZCARD', log) - size
+      if excess > 0 then
+        -- A trimmed delivery still under way keeps its record until its outcome (see _SETTLE).
+        for _, old in ipairs(redis.call('ZRANGE', log, 0, excess - 1)) do
+          local status = redis.call('HGET', dprefix .. old, 'status')
+          if status == 'succeeded' or status == 'dead' then
+            redis.call('DEL', dprefix .. old, aprefix .. old)
+          end
         end
+        redis.call('ZREMRANGEBYRANK', log, 0, excess - 1)
       end
-      redis.call('ZREMRANGEBYRANK', log, 0, excess - 1)
+      redis.call('XADD', KEYS[2], '*', 'd', did)
+      created = created + 1
     end
-    redis.call('XADD', KEYS[2], '*', 'd', did)
-    created = created + 1
   end
+  i = i + 4 + n
 end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
+if #acked > 0 then
+  redis.call('XACK', KEYS[1], group, unpack(acked))
+  redis.call('XDEL', KEYS[1], unpack(acked))
+end
 return created
 """
 
-# KEYS: jobs, delivery, attempts, delayed, log. ARGV: group, entry id, delivery id, attempt,
-# outcome (succeeded | failed), now ms, then the retry delays in ms.
-_RECORD = """
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-if redis.call('EXISTS', KEYS[2]) == 0 then return 'gone' end
-redis.call('RPUSH', KEYS[3], ARGV[4])
-redis.call('LTRIM', KEYS[3], -""" + str(ATTEMPTS_KEPT) + """, -1)
-local function final(status)
-  if redis.call('ZSCORE', KEYS[5], ARGV[3]) then
-    redis.call('HSET', KEYS[2], 'status', status, 'next', '')
-  else  -- trimmed from the log while under way: nothing left to keep it for
-    redis.call('DEL', KEYS[2], KEYS[3])
+# What a batch of jobs needs, in one round trip. KEYS: hooks. ARGV: delivery prefix, then
+# delivery ids. Returns per id: {hook id, event id, body, hook record}, or false when the
+# delivery or its hook is gone.
+_TAKE = """
+local result = {}
+for i = 2, #ARGV do
+  local fields = redis.call('HMGET', ARGV[1] .. ARGV[i], 'hook', 'event', 'body')
+  local record = fields[1] and redis.call('HGET', KEYS[1], fields[1])
+  if record then
+    result[#result + 1] = {fields[1], fields[2], fields[3], record}
+  else
+    result[#result + 1] = false
   end
-  return status
 end
-if ARGV[5] == 'succeeded' then return final('succeeded') end
-local tries = redis.call('HINCRBY', KEYS[2], 'tries', 1)
-if tries > #ARGV - 6 then return final('dead') end
-local due = tonumber(ARGV[6]) + tonumber(ARGV[6 + tries])
-redis.call('HSET', KEYS[2], 'status', 'failed', 'next', due)
-redis.call('ZADD', KEYS[4], due, ARGV[3])
-return 'failed'
+return result
+"""
+
+# Which of these hooks still exist. KEYS: hooks. ARGV: hook ids.
+_PRESENT = """
+local result = {}
+for i = 1, #ARGV do result[i] = redis.call('HEXISTS', KEYS[1], ARGV[i]) end
+return result
+"""
+
+# Settle a batch of jobs — each one's outcome recorded (and a retry scheduled) or the job put
+# back or dropped — and ack them all, in one script: a job is acked only with its outcome.
+# KEYS: jobs, delayed. ARGV: group, now ms, delivery prefix, attempts prefix, log prefix,
+# number of retries n, the n retry delays in ms, then per job: entry id, delivery id, hook id,
+# kind (succeeded | failed | release), payload (the packed attempt; for release the due time
+# in ms, or '' to drop the job).
+_SETTLE = """
+local group, now = ARGV[1], tonumber(ARGV[2])
+local dprefix, aprefix, lprefix = ARGV[3], ARGV[4], ARGV[5]
+local retries = tonumber(ARGV[6])
+local results, acked = {}, {}
+for i = 7 + retries, #ARGV, 5 do
+  local entry, did, hook, kind, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  acked[#acked + 1] = entry
+  local dkey, akey = dprefix .. did, aprefix .. did
+  local result
+  local function final(status)
+    if redis.call('ZSCORE', lprefix .. hook, did) then
+      redis.call('HSET', dkey, 'status', status, 'next', '')
+    else  -- trimmed from the log while under way: nothing left to keep it for
+      redis.call('DEL', dkey, akey)
+    end
+    return status
+  end
+  if kind == 'release' then
+    if payload ~= '' then redis.call('ZADD', KEYS[2], payload, did) end
+    result = 'released'
+  elseif redis.call('EXISTS', dkey) == 0 then
+    result = 'gone'
+  else
+    redis.call('RPUSH', akey, payload)
+    redis.call('LTRIM', akey, -""" + str(ATTEMPTS_KEPT) + """, -1)
+    if kind == 'succeeded' then
+      result = final('succeeded')
+    else
+      local tries = redis.call('HINCRBY', dkey, 'tries', 1)
+      if tries > retries then
+        result = final('dead')
+      else
+        local due = now + tonumber(ARGV[6 + tries])
+        redis.call('HSET', dkey, 'status', 'failed', 'next', due)
+        redis.call('ZADD', KEYS[2], due, did)
+        result = 'failed'
+      end
+    end
+  end
+  results[#results + 1] = result
+end
+if #acked > 0 then
+  redis.call('XACK', KEYS[1], group, unpack(acked))
+  redis.call('XDEL', KEYS[1], unpack(acked))
+end
+return results
 """
 
 # KEYS: delayed, jobs. ARGV: now, limit, delivery prefix.
@@ -98,14 +167,6 @@ end
 return #due
 """
 
-# KEYS: jobs, delayed. ARGV: group, entry id, delivery id, due ms ('' to drop the job).
-_RELEASE = """
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-if ARGV[4] ~= '' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3]) end
-return 1
-"""
-
 # KEYS: delivery, delayed, jobs. ARGV: delivery id, now.
 _RETRY = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -114,6 +175,37 @@ redis.call('HSET', KEYS[1], 'status', 'pending', 'next', ARGV[2])
 redis.call('XADD', KEYS[3], '*', 'd', ARGV[1])
 return 1
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A delivery as the worker needs it, read with its hook in the same round trip."""
+    hook_id: str
+    event_id: str
+    body: bytes
+    hook_record: bytes  # msgpack, with the secret
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How one job ends: an attempt's outcome, or the job put back (due ms) or dropped ('')."""
+    entry_id: str
+    delivery_id: str
+    hook_id: str
+    kind: str  # succeeded | failed | release
+    payload: bytes | str
+
+    @classmethod
+    def outcome(cls, entry_id: str, delivery_id: str, hook_id: str, attempt: dict[str, Any],
+                succeeded: bool) -> Settlement:
+        return cls(entry_id, delivery_id, hook_id, "succeeded" if succeeded else "failed",
+                   codec.pack(attempt))
+
+    @classmethod
+    def release(cls, entry_id: str, delivery_id: str, *, delay_s: float | None) -> Settlement:
+        """Ack the job and, unless `delay_s` is None, queue it again after `delay_s`."""
+        due = "" if delay_s is None else str(now_ms() + int(delay_s * 1000))
+        return cls(entry_id, delivery_id, "", "release", due)
 
 
 def now_ms() -> int:
@@ -129,9 +221,10 @@ class DeliveryQueue:
         self._redis = redis
         self._schedule_ms = [int(delay * 1000) for delay in retry_schedule_s]
         self._enqueue = redis.register_script(_ENQUEUE)
-        self._record = redis.register_script(_RECORD)
+        self._take = redis.register_script(_TAKE)
+        self._present = redis.register_script(_PRESENT)
+        self._settle = redis.register_script(_SETTLE)
         self._promote = redis.register_script(_PROMOTE)
-        self._release = redis.register_script(_RELEASE)
         self._retry = redis.register_script(_RETRY)
 
     async def ensure_groups(self) -> None:
@@ -143,29 +236,39 @@ class DeliveryQueue:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def enqueue(self, entry_id: str, event_id: str, body: bytes,
-                      hook_ids: list[str]) -> int:
-        """Queue one delivery per hook still existing and ack the inbox entry, atomically."""
-        return int(await self._enqueue(
-            keys=[keys.HOOK_INBOX, keys.HOOK_JOBS, keys.HOOKS, keys.HOOK_DELAYED],
-            args=[MATCH_GROUP, entry_id, event_id, body, now_ms(), LOG_SIZE,
-                  keys.hook_delivery(""), keys.hook_attempts(""), keys.hook_log(""), *hook_ids]))
+    async def enqueue(self, entries: list[tuple[str, str, bytes, list[str]]]) -> int:
+        """For each inbox entry (entry id, event id, body, matching hook ids), queue one
+        delivery per hook still existing; ack the entries; all in one script."""
+        args: list[Any] = [MATCH_GROUP, now_ms(), LOG_SIZE, keys.hook_delivery(""),
+                           keys.hook_attempts(""), keys.hook_log("")]
+        for entry_id, event_id, body, hook_ids in entries:
+            args += [entry_id, event_id, body, len(hook_ids), *hook_ids]
+        return int(await self._enqueue(keys=[keys.HOOK_INBOX, keys.HOOK_JOBS, keys.HOOKS],
+                                       args=args))
 
-    async def record(self, entry_id: str, delivery_id: str, hook_id: str,
-                     attempt: dict[str, Any], succeeded: bool) -> str:
-        """Append the attempt, set the outcome (and schedule a retry) and ack the job."""
-        result = await self._record(
-            keys=[keys.HOOK_JOBS, keys.hook_delivery(delivery_id),
-                  keys.hook_attempts(delivery_id), keys.HOOK_DELAYED, keys.hook_log(hook_id)],
-            args=[DELIVERY_GROUP, entry_id, delivery_id, codec.pack(attempt),
-                  "succeeded" if succeeded else "failed", now_ms(), *self._schedule_ms])
-        return _text(result)
+    async def take(self, delivery_ids: list[str]) -> list[Job | None]:
+        """Each delivery with its hook's record, or None when either is gone."""
+        if not delivery_ids:
+            return []
+        replies = await self._take(keys=[keys.HOOKS],
+                                   args=[keys.hook_delivery(""), *delivery_ids])
+        return [Job(_text(r[0]), _text(r[1]), r[2], r[3]) if r else None for r in replies]
 
-    async def release(self, entry_id: str, delivery_id: str, *, delay_s: float | None) -> None:
-        """Ack the job and, unless `delay_s` is None, put it back to run after `delay_s`."""
-        due = "" if delay_s is None else str(now_ms() + int(delay_s * 1000))
-        await self._release(keys=[keys.HOOK_JOBS, keys.HOOK_DELAYED],
-                            args=[DELIVERY_GROUP, entry_id, delivery_id, due])
+    async def present(self, hook_ids: list[str]) -> list[bool]:
+        """Whether each hook still exists."""
+        return [bool(r) for r in await self._present(keys=[keys.HOOKS], args=hook_ids)]
+
+    async def settle(self, settlements: list[Settlement]) -> list[str]:
+        """Record outcomes, schedule retries, put jobs back or drop them, and ack every job, in
+        one script. Returns per job: succeeded, failed, dead, gone (the delivery was deleted
+        meanwhile) or released."""
+        args: list[Any] = [DELIVERY_GROUP, now_ms(), keys.hook_delivery(""),
+                           keys.hook_attempts(""), keys.hook_log(""), len(self._schedule_ms),
+                           *self._schedule_ms]
+        for s in settlements:
+            args += [s.entry_id, s.delivery_id, s.hook_id, s.kind, s.payload]
+        replies = await self._settle(keys=[keys.HOOK_JOBS, keys.HOOK_DELAYED], args=args)
+        return [_text(r) for r in replies]
 
     async def promote(self, limit: int = 500) -> int:
         """Move retries that are due into the job stream; safe to run from every worker."""

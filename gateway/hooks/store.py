@@ -22,6 +22,25 @@ from gateway.hooks import signing
 from gateway.store import keys
 from gateway.store.redis import Redis
 
+# The hooks matching each of several events, in one round trip. KEYS: hooks. ARGV: per event,
+# n and its n candidate index keys. Returns per event the records of its hooks.
+_MATCHING = """
+local result, i = {}, 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local records = {}
+  local ids = redis.call('SUNION', unpack(ARGV, i + 1, i + n))
+  if #ids > 0 then
+    for _, record in ipairs(redis.call('HMGET', KEYS[1], unpack(ids))) do
+      if record then records[#records + 1] = record end
+    end
+  end
+  result[#result + 1] = records
+  i = i + 1 + n
+end
+return result
+"""
+
 _CREATE = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
@@ -89,6 +108,7 @@ class Hooks:
         self._redis = redis
         self._create = redis.register_script(_CREATE)
         self._delete = redis.register_script(_DELETE)
+        self._matching = redis.register_script(_MATCHING)
 
     async def create(self, *, owner: str, target_url: str, event: str, store: str | None) -> Hook:
         hook = Hook(id=ids.object_id(), target_url=target_url, event=event, store=store,
@@ -126,5 +146,16 @@ class Hooks:
             args=[hook.id, keys.hook_delivery(""), keys.hook_attempts("")]))
 
     async def matching(self, store: str, event_type: str) -> list[Hook]:
-        members = await self._redis.sunion(candidate_index_keys(store, event_type))
-        return await self.get_many(sorted(m.decode() for m in members))
+        return (await self.matching_many([(store, event_type)]))[0]
+
+    async def matching_many(self, events: list[tuple[str, str]]) -> list[list[Hook]]:
+        """For each (store, event type), the hooks it matches, by id; one round trip."""
+        if not events:
+            return []
+        args: list[Any] = []
+        for store, event_type in events:
+            candidates = candidate_index_keys(store, event_type)
+            args += [len(candidates), *candidates]
+        replies = await self._matching(keys=[keys.HOOKS], args=args)
+        return [sorted((Hook.from_record(codec.unpack(raw)) for raw in records),
+                       key=lambda hook: hook.id) for records in replies]
