@@ -337,3 +337,25 @@ async def test_websocket_with_the_sid_of_a_websocket_session_is_400(gateway, use
     await ws.send("2")
     assert await recv(ws) == "3"  # the session is untouched
     await ws.close()
+
+
+async def test_raw_polling_to_websocket_upgrade(gateway, user):
+    """EIO=3: `2probe`/`3probe` on the new websocket, the waiting GET answered with a noop,
+    `5` completes the upgrade, then packets flow over the websocket and polling is over."""
+    headers = cookie(user["sid"])
+    async with httpx.AsyncClient(timeout=5) as http:
+        sid = await open_polling(http, gateway.url, headers)
+        waiting = asyncio.create_task(poll(http, gateway.url, sid, headers))
+        await asyncio.sleep(0.1)
+        ws = await open_ws(gateway.url, eio=3, headers=headers, sid=sid)
+        await ws.send("2probe")
+        assert await recv(ws) == "3probe"
+        assert await asyncio.wait_for(waiting, 2) == ["6"]
+        await ws.send("5")
+        await ws.send('421["subscribe",{"store":"rawUpgrade"}]')
+        assert await recv(ws) == '431[{"success":true}]'
+        await ws.send("2")
+        assert await recv(ws) == "3"
+        late = await http.get(gateway.url + polling_path(3, sid=sid), headers=headers)
+        assert_envelope(late, 400)
+        await ws.close()
