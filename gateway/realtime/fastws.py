@@ -62,7 +62,7 @@ class FastWebSocket(asyncio.Protocol):
     app: Starlette
 
     __slots__ = ("server_state", "transport", "head", "reader", "conn", "upgrading", "peer",
-                 "lost")
+                 "lost", "out")
 
     def __init__(self, config: Any, server_state: Any, app_state: Any,
                  _loop: Any = None) -> None:
@@ -74,6 +74,7 @@ class FastWebSocket(asyncio.Protocol):
         self.upgrading: Connection | None = None
         self.peer: str | None = None
         self.lost = False
+        self.out: list[bytes] | None = None  # frames waiting for the coalescer
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -123,30 +124,53 @@ class FastWebSocket(asyncio.Protocol):
 
     # -- the connection's sink -----------------------------------------------------------
     def flush(self) -> None:
-        """Write whatever the session queued; after its close packet, close the socket."""
+        """Write everything waiting, in order; after the close packet, close the socket."""
         conn = self.conn
         if conn is None or self.transport is None or self.lost:
+            self.out = None
             return
-        frames = conn.session.data_to_send()
-        conn.drained()
-        if frames:
-            self.transport.write(b"".join(
-                ws.text_frame(frame) if isinstance(frame, str) else ws.encode_frame(ws.BINARY, frame)
-                for frame in frames))
+        self._take_session_frames(conn)
+        self.write_out()
         if conn.closed:
             self._close_socket(ws.NORMAL_CLOSURE)
 
     def send_broadcast(self, broadcast: Broadcast) -> None:
+        """Queue a broadcast's frame; the coalescer writes it once this burst is dispatched."""
         conn = self.conn
-        transport = self.transport
-        if conn is None or transport is None or self.lost:
+        if conn is None or self.lost:
             return
         if conn.session.has_data_to_send:
-            self.flush()  # keep order with acks and pings queued before it
-        transport.write(broadcast.ws_frame)
-        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
-            conn.slow_consumer()
+            self._take_session_frames(conn)  # keep order with acks and pings queued before it
+        out = self.out
+        if out is None:
+            self.out = [broadcast.ws_frame]
+            COALESCER.add(self)
+        else:
+            out.append(broadcast.ws_frame)
+
+    def write_out(self) -> None:
+        """One write for everything queued: a burst of events costs one syscall, not one each."""
+        out, self.out = self.out, None
+        transport = self.transport
+        if not out or transport is None or self.lost:
+            return
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER and self.conn is not None:
+            self.conn.slow_consumer()
             transport.abort()  # drop what it could not take: that is the memory to give back
+
+    def _take_session_frames(self, conn: Connection) -> None:
+        frames = conn.session.data_to_send()
+        conn.drained()
+        if not frames:
+            return
+        encoded = [ws.text_frame(frame) if isinstance(frame, str)
+                   else ws.encode_frame(ws.BINARY, frame) for frame in frames]
+        if self.out is None:
+            self.out = encoded
+            COALESCER.add(self)
+        else:
+            self.out.extend(encoded)
 
     # -- handshake -----------------------------------------------------------------------
     def _receive_head(self, data: bytes) -> None:
@@ -304,6 +328,40 @@ class FastWebSocket(asyncio.Protocol):
         if ctx is None:
             raise Unavailable("The gateway is still starting")
         return ctx  # type: ignore[no-any-return]
+
+
+class Coalescer:
+    """Writes every socket that got frames during this turn of the event loop, once.
+
+    The hub dispatches a burst of events (everything Redis delivered at once) without
+    yielding; each connection's frames accumulate and are written together right after, so
+    under load the number of syscalls falls with the burst size while an idle gateway still
+    writes each event at once.
+    """
+
+    __slots__ = ("_dirty", "_scheduled")
+
+    def __init__(self) -> None:
+        self._dirty: list[FastWebSocket] = []
+        self._scheduled = False
+
+    def add(self, sink: FastWebSocket) -> None:
+        self._dirty.append(sink)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.write_all)
+
+    def write_all(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        self._scheduled = False
+        for sink in dirty:
+            try:
+                sink.write_out()
+            except Exception:
+                log.exception("websocket write failed")
+
+
+COALESCER = Coalescer()
 
 
 def bind(app: Starlette) -> type[FastWebSocket]:

@@ -39,7 +39,8 @@ from gateway.store.redis import Redis
 
 log = logging.getLogger(__name__)
 
-Topic = tuple[str, str | None]  # (store, entity id or None for the whole store)
+Topic = tuple[str, str | None]
+MAX_BURST = 256  # events dispatched between two writes to a socket, at most  # (store, entity id or None for the whole store)
 
 
 class Subscriber(Protocol):
@@ -239,7 +240,17 @@ class Hub:
                 log.info("realtime listener subscribed")
                 while True:
                     message = await pubsub.get_message(timeout=30.0)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    # Take whatever else already arrived and dispatch the burst without
+                    # yielding, so each socket gets one write for all of it (fastws.Coalescer).
+                    burst = [message]
+                    while len(burst) < MAX_BURST:
+                        more = await pubsub.get_message(timeout=0.0)
+                        if more is None:
+                            break
+                        burst.append(more)
+                    for message in burst:
                         self._on_message(message)
             except asyncio.CancelledError:
                 raise
