@@ -16,6 +16,9 @@ from urllib.parse import urlsplit
 MAX_URL_LENGTH = 2048
 SCHEMES = {"http": 80, "https": 443}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Refused whatever this Python's ipaddress says (its tables changed between patch releases):
+# IETF protocol assignments (192.0.0.8, the dummy address, reads as global on 3.11.7).
+_ALSO_REFUSED = (ipaddress.ip_network("192.0.0.0/24"),)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -68,7 +71,10 @@ def check_address(address: IPAddress) -> None:
         embedded = address.ipv4_mapped or address.sixtofour or (
             ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None)
         if embedded is not None:
+            # IPv4-mapped, 6to4 or NAT64 (DNS64 gives every IPv4 host such an address on an
+            # IPv6-only network): the IPv4 address inside is what gets reached.
             check_address(embedded)
+            return
     reason = _reason(address)
     if reason:
         raise TargetRefused(f"the target resolves to {address}, which is {reason}; hooks may only "
@@ -81,6 +87,8 @@ def _reason(address: IPAddress) -> str | None:
                        ("private", address.is_private), ("reserved", address.is_reserved)):
         if flag:
             return name
+    if any(address in network for network in _ALSO_REFUSED):
+        return "reserved"
     if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
         return "site-local"
     if not address.is_global:
