@@ -38,8 +38,7 @@ Heartbeat, as a function of ``now`` (seconds, monotonic; the intervals are confi
 - client pings (``EIO=3``): every received packet moves the deadline to
   ``now + pingInterval + pingTimeout``; ``2<data>`` is answered ``3<data>`` at once.
 - server pings (``EIO=4``): at ``pingInterval`` after open (or after the last pong) the session
-  queues ``2`` and expects ``3`` within ``pingTimeout`` of that moment, however late
-  ``check_timeouts`` ran (a very late call still leaves the client half of ``pingTimeout``).
+  queues ``2`` and expects ``3`` within ``pingTimeout``.
 
 Namespaces: the client joins with CONNECT (``EIO=3``: ``/`` is joined implicitly at open) and is
 answered at once — the handshake is authenticated before the session exists. A namespace not in
@@ -321,11 +320,7 @@ class Session:
         else:
             self._out.append(Packet(PacketType.PING))
             self._awaiting_pong = True
-            # The pong is due pingTimeout after the ping was due, not after this (possibly late)
-            # call: a client is dead at the same moment whatever the caller's timer resolution.
-            # Only a caller late by more than pingTimeout restarts the grace from now.
-            timeout = self._config.ping_timeout_ms / 1000
-            self._deadline = max(self._deadline + timeout, now + timeout / 2)
+            self._deadline = now + self._config.ping_timeout_ms / 1000
 
     def _quiet_allowance(self) -> float:
         config = self._config
