@@ -208,6 +208,23 @@ class Settlement:
         return cls(entry_id, delivery_id, "", "release", due)
 
 
+# Remove consumers of the delivery group idle over ARGV[2] ms with nothing pending — atomically,
+# so a consumer can't take a job between the check and its removal (that job would be lost from
+# the pending list). KEYS: jobs. ARGV: group, idle ms, our own consumer name.
+_REMOVE_DEAD = """
+local removed = {}
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
+  if info['name'] ~= ARGV[3] and info['pending'] == 0 and info['idle'] > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    removed[#removed + 1] = info['name']
+  end
+end
+return removed
+"""
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -225,6 +242,7 @@ class DeliveryQueue:
         self._present = redis.register_script(_PRESENT)
         self._settle = redis.register_script(_SETTLE)
         self._promote = redis.register_script(_PROMOTE)
+        self._remove_dead = redis.register_script(_REMOVE_DEAD)
         self._retry = redis.register_script(_RETRY)
 
     async def ensure_groups(self) -> None:
@@ -274,6 +292,12 @@ class DeliveryQueue:
         """Move retries that are due into the job stream; safe to run from every worker."""
         return int(await self._promote(keys=[keys.HOOK_DELAYED, keys.HOOK_JOBS],
                                        args=[now_ms(), limit, keys.hook_delivery("")]))
+
+    async def remove_dead_consumers(self, *, idle_ms: int, keep: str) -> list[str]:
+        """Drop consumers of the delivery group idle over `idle_ms` with no pending job."""
+        removed = await self._remove_dead(keys=[keys.HOOK_JOBS],
+                                          args=[DELIVERY_GROUP, idle_ms, keep])
+        return [_text(name) for name in removed]
 
     async def retry(self, delivery_id: str) -> bool:
         return bool(await self._retry(

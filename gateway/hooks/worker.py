@@ -27,6 +27,8 @@ import signal
 import socket
 import time
 
+from prometheus_client import start_http_server
+
 from gateway import codec
 from gateway.hooks.batch import Batcher
 from gateway.hooks.delivery import Deliverer
@@ -47,6 +49,11 @@ PROMOTE_EVERY_S = 0.05
 # A job for a target with a full backlog and no attempt finished for this long (it hangs) is put
 # back for this long, unattempted, so a hanging target can't fill the in-flight set.
 BUSY_TARGET_DEFER_S = 1.0
+# A consumer of the "delivery" group idle this long (many visibility timeouts: a live worker
+# polls every 0.5 s) with no pending job is a worker that died; it is removed from the group.
+# GATEWAY__HOOK_DEAD_CONSUMER_S (internal, for tests) overrides it.
+DEAD_CONSUMER_S = float(os.environ.get("GATEWAY__HOOK_DEAD_CONSUMER_S") or 3600)
+SWEEP_CONSUMERS_EVERY_S = min(60.0, DEAD_CONSUMER_S / 2)
 READ_BATCH = 128  # jobs read at once
 MAX_IN_FLIGHT = 512  # jobs held by one worker, running or waiting for their target's turn
 CONCURRENCY = 256  # requests at once, over all targets
@@ -250,10 +257,17 @@ class HookWorker:
 
     async def _maintain(self) -> None:
         next_beat = 0.0
+        next_sweep = time.monotonic() + SWEEP_CONSUMERS_EVERY_S
         while True:
             try:
                 await self._queue.promote()
                 now = time.monotonic()
+                if now >= next_sweep:
+                    next_sweep = now + SWEEP_CONSUMERS_EVERY_S
+                    removed = await self._queue.remove_dead_consumers(
+                        idle_ms=int(DEAD_CONSUMER_S * 1000), keep=self._consumer)
+                    if removed:
+                        log.info("dead hook consumers removed", extra={"consumers": removed})
                 if now >= next_beat:
                     next_beat = now + HEARTBEAT_S
                     await self._heartbeat()
@@ -275,10 +289,27 @@ class HookWorker:
                                      justid=True)
 
 
+def serve_metrics(metrics: Metrics) -> None:
+    """Serve /metrics on GATEWAY_WORKER_METRICS_PORT, if set (beyond the contract: a standalone
+    worker has no HTTP server of its own). Read here, like the worker's other process knobs."""
+    raw = os.environ.get("GATEWAY_WORKER_METRICS_PORT", "").strip()
+    if not raw:
+        return
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError(f"GATEWAY_WORKER_METRICS_PORT must be a port number, not {raw!r}") from None
+    host = os.environ.get("GATEWAY_WORKER_METRICS_HOST", "127.0.0.1")
+    start_http_server(port, addr=host, registry=metrics.registry)
+    log.info("hook worker metrics served", extra={"host": host, "port": port})
+
+
 async def run_standalone(settings: Settings, redis_url: str) -> None:
     """`gateway worker`: deliver hooks until SIGTERM or SIGINT, then stop cleanly."""
     redis = client_for(redis_url)
-    worker = HookWorker(redis, settings=settings.hooks, metrics=Metrics(), users=Users(redis))
+    metrics = Metrics()
+    serve_metrics(metrics)
+    worker = HookWorker(redis, settings=settings.hooks, metrics=metrics, users=Users(redis))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
