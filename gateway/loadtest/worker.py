@@ -154,6 +154,9 @@ class Worker:
 
     async def main(self) -> None:
         reader = asyncio.create_task(self._commands())
+        # Heartbeats start with the first connection: a connect phase longer than
+        # pingInterval + pingTimeout must not get the early clients closed for silence.
+        beats = asyncio.create_task(self._heartbeats())
         started = time.perf_counter()
         gate = asyncio.Semaphore(self.spec.client.connect_concurrency)
         await asyncio.gather(*(self._connect_one(i, gate) for i in range(self.spec.count)))
@@ -163,7 +166,6 @@ class Worker:
             "errors": dict(self.errors), "connect_total_s": connect_total,
             "connect_s": [self.connect_s[i] for i in self.ready_clients],
         }))
-        beats = asyncio.create_task(self._heartbeats())
         self.cpu_start = _cpu_s()
         self.wall_start = time.monotonic()
         try:
