@@ -378,3 +378,23 @@ async def test_recovery_replays_only_what_the_user_may_read(gateway, people):
     assert [(n, e["entityId"]) for n, e in got] == [("entity.created", shared["_id"]),
                                                     ("entity.updated", first["_id"])]
     await client.close()
+
+
+async def test_since_newer_than_the_store_s_events_does_not_hold_back_live_ones(gateway, people):
+    """A `since` from another store (or the future) is after everything retained here: nothing
+    to replay, and every later event of this store still arrives."""
+    store, elsewhere = unique("sinceAhead"), unique("sinceAheadOther")
+    auth = people.alice["auth"]
+    write(gateway.url, "POST", f"/api/v1/{store}", auth=auth, n=0)
+    client = await connect(gateway.url, people.alice)
+    assert ok(await client.subscribe(store=elsewhere))
+    write(gateway.url, "POST", f"/api/v1/{elsewhere}", auth=auth, n=0)
+    _, other = await client.next_event()
+    for since in (other["id"], "9999999999999-000000"):
+        answer = await client.subscribe(store=store, since=since)
+        assert answer == {"success": True, "recovered": True}, answer
+        live = write(gateway.url, "POST", f"/api/v1/{store}", auth=auth, n=1)
+        name, event = await client.next_event()
+        assert (name, event["entityId"]) == ("entity.created", live["_id"])
+        assert ok(await client.unsubscribe(store=store))
+    await client.close()

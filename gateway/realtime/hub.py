@@ -138,7 +138,10 @@ class Hub:
             raise
         # The client asked for everything after `since` on this topic: replay it all, even
         # what another of its topics in the store already delivered.
-        replayed_up_to = since
+        # The live filter moves up to the last event replayed, never to `since` itself: a
+        # `since` from another store, or the future, is not an id this store's later events
+        # must exceed (they would be held back until they did).
+        replayed_up_to = ""
         for event in replay.events:
             if topic[1] is None or event.get("entityId") == topic[1]:
                 self._send(conn, event, encode_event(event), {}, replay=True)
