@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.support.api import Api
 from tests.support.asserts import assert_envelope
@@ -143,13 +143,17 @@ async def test_garbage_frames_close_or_are_ignored_and_the_process_lives_on(gate
     ws = await open_ws(gateway.url, eio=3, headers=cookie(user["sid"]))
     await handshake(ws, eio=3)
     await ws.send(junk)
+    frames: list[str | bytes] = []
     try:
         await ws.send("2")
-        answer = await recv(ws, 2)
-    except Exception:
-        answer = None  # closed: fine
-    assert answer in (None, "3", "41", "1", "44{\"message\":\"parse error\"}") or \
-        (isinstance(answer, str) and answer.startswith("44")), answer
+        while not frames or frames[-1] != "3":
+            frames.append(await recv(ws, 2))
+        outcome = "ignored"
+    except ConnectionClosed:
+        outcome = "closed"
+    # Either the session shrugged it off and still answers pings, or it closed the socket;
+    # if it said anything before closing, it was the Socket.IO/Engine.IO close packets.
+    assert outcome == "ignored" or all(f in ("41", "1") for f in frames), (outcome, frames)
     await ws.close()
     # The process still serves everyone else.
     other = await Client.connect(gateway.url, eio=3, headers=cookie(user["sid"]))
