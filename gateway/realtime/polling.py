@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -13,14 +14,20 @@ from gateway.exceptions import BadRequest
 from gateway.protocol import ProtocolError, State
 from gateway.protocol.jsonp import decode_form as jsonp_decode
 from gateway.protocol.jsonp import encode_response as jsonp_encode
-from gateway.realtime.connection import Connection
+from gateway.realtime.carrier import Carrier
 
 MAX_POST_BYTES = 1_000_000  # the maxPayload we advertise
+UPGRADE_SETTLE_S = 0.1  # node's engine.io sends an upgrading session's noop every 100 ms
+
+# Sessions whose handshake asked for b64=1: EIO=3 clients send it on the handshake only, and
+# every later response must be text too (node's polling transport keeps `supportsBinary`).
+_BASE64_ONLY: weakref.WeakSet[Carrier] = weakref.WeakSet()
 
 
-def _payload_response(conn: Connection, request: Request) -> Response:
+def _payload_response(conn: Carrier, request: Request) -> Response:
     jsonp_index = request.query_params.get("j")
-    binary_ok = jsonp_index is None and request.query_params.get("b64") not in ("1", "true")
+    binary_ok = (jsonp_index is None and conn not in _BASE64_ONLY
+                 and request.query_params.get("b64") not in ("1", "true"))
     payload = conn.session.payload_to_send(binary_ok=binary_ok)
     conn.drained()
     if payload is None:
@@ -34,16 +41,20 @@ def _payload_response(conn: Connection, request: Request) -> Response:
     return Response(payload, media_type="text/plain; charset=UTF-8")
 
 
-def first_response(conn: Connection, request: Request) -> Response:
+def first_response(conn: Carrier, request: Request) -> Response:
     """The handshake's answer: the open packet (and, for EIO=3, `40`)."""
+    if request.query_params.get("b64") in ("1", "true"):
+        _BASE64_ONLY.add(conn)
     return _payload_response(conn, request)
 
 
-async def get(conn: Connection, request: Request) -> Response:
+async def get(conn: Carrier, request: Request) -> Response:
     if conn.polling:
         # Two GETs at once is a broken client; engine.io closes the session for it.
         conn.close("transport error")
         raise BadRequest("Overlapping long-poll requests for one session")
+    if conn.session.state is State.PROBING:
+        await _upgrade_settled(conn)
     if conn.session.state is State.WEBSOCKET:
         raise BadRequest("This session has upgraded to websocket; polling is over")
     conn.polling = True
@@ -67,6 +78,15 @@ async def get(conn: Connection, request: Request) -> Response:
         conn.polling = False
 
 
+async def _upgrade_settled(conn: Carrier) -> None:
+    """A GET that starts after the probe may have raced the client's `5` on the websocket:
+    wait for the upgrade to finish (then this GET is refused) for as long as node's server
+    waits before answering such a GET with a noop."""
+    deadline = time.monotonic() + UPGRADE_SETTLE_S
+    while conn.session.state is State.PROBING and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+
+
 async def _client_gone(request: Request) -> None:
     while True:
         message = await request.receive()
@@ -74,7 +94,7 @@ async def _client_gone(request: Request) -> None:
             return
 
 
-async def post(conn: Connection, request: Request) -> Response:
+async def post(conn: Carrier, request: Request) -> Response:
     body = await read_body(request, MAX_POST_BYTES)
     data: str | bytes = body
     if request.query_params.get("j") is not None:

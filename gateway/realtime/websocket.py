@@ -1,7 +1,8 @@
 """The websocket transport: pumps frames between an ASGI websocket and a Connection.
 
 Two loops per socket: the reader feeds frames to the session; the writer sleeps on the
-connection's `wake` and writes whatever the session queued. Nothing here knows the protocol.
+connection's `wake` and writes whatever the session queued, and closes the socket once the
+session is over. Nothing here knows the protocol.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import time
 from starlette.types import Receive, Send
 
 from gateway.protocol import State
-from gateway.realtime.connection import Connection
+from gateway.realtime.carrier import Carrier
 
 
-async def pump(conn: Connection, receive: Receive, send: Send) -> None:
+async def pump(conn: Carrier, receive: Receive, send: Send) -> None:
     """Run an established websocket connection until either side closes."""
     writer = asyncio.create_task(_write(conn, send))
     try:
@@ -31,7 +32,7 @@ async def pump(conn: Connection, receive: Receive, send: Send) -> None:
         await send({"type": "websocket.close", "code": 1000})
 
 
-async def _read(conn: Connection, receive: Receive) -> None:
+async def _read(conn: Carrier, receive: Receive) -> None:
     session = conn.session
     while not conn.closed:
         message = await receive()
@@ -47,7 +48,7 @@ async def _read(conn: Connection, receive: Receive) -> None:
             return
 
 
-async def _write(conn: Connection, send: Send) -> None:
+async def _write(conn: Carrier, send: Send) -> None:
     session = conn.session
     try:
         while True:
@@ -61,13 +62,16 @@ async def _write(conn: Connection, send: Send) -> None:
                 else:
                     await send({"type": "websocket.send", "bytes": frame})
             if conn.closed:
+                # a server-side close (ping timeout, parse error, close()) must end the socket
+                # too: the reader would otherwise wait for the client's next frame
+                await send({"type": "websocket.close", "code": 1000})
                 return
     except Exception:  # the peer went away mid-write
         session.transport_closed(error=True)
         conn.handle_events()
 
 
-async def upgrade(conn: Connection, receive: Receive, send: Send) -> None:
+async def upgrade(conn: Carrier, receive: Receive, send: Send) -> None:
     """A websocket for a polling session: answer the probe, wait for `5`, then take over."""
     session = conn.session
     session.start_upgrade(now=time.monotonic())
