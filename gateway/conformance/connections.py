@@ -22,11 +22,13 @@ from gateway.protocol import (
 )
 from gateway.protocol.events import FORCED_CLOSE, PING_TIMEOUT
 
+OnClosed = Callable[["ConformanceConnection"], None]
+
 
 class ConformanceConnection:
     """Transport bookkeeping shared by both behaviours; ``on_event`` is the behaviour."""
 
-    def __init__(self, session: Session, on_closed: Callable[[ConformanceConnection], None]) -> None:
+    def __init__(self, session: Session, on_closed: OnClosed) -> None:
         self.session = session
         self.wake = asyncio.Event()
         self.polling = False
@@ -108,8 +110,7 @@ class SocketIOConnection(ConformanceConnection):
     and ``/custom``; on ``/``, ``message`` → ``message-back`` and ``message-with-ack`` acked
     with its arguments. A client that joins no namespace within ``connect_timeout`` is closed."""
 
-    def __init__(self, session: Session, on_closed: Callable[[ConformanceConnection], None], *,
-                 connect_timeout: float) -> None:
+    def __init__(self, session: Session, on_closed: OnClosed, *, connect_timeout: float) -> None:
         super().__init__(session, on_closed)
         self.connect_deadline: float | None = self.opened_at + connect_timeout
 
