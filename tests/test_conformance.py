@@ -372,6 +372,17 @@ async def test_no_or_bad_handshake_and_bad_packets_close_the_connection(base: st
     await closed_within(ws)
 
 
+async def test_a_client_that_joins_no_namespace_is_closed_after_the_connect_timeout(
+        base: str) -> None:
+    ws = await sio_socket(base, None)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ConnectionClosed):
+        while True:
+            if await recv(ws) == "2":
+                await ws.send("3")  # heartbeat kept: only the connect timeout (1 s) can end it
+    assert 0.95 <= asyncio.get_running_loop().time() - started < 1.5
+
+
 async def test_leaving_namespaces(base: str) -> None:
     ws = await sio_socket(base)
     await frames(ws, 2)
