@@ -18,10 +18,9 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from gateway.exceptions import ConfigError
@@ -110,7 +109,7 @@ def client_for(url: str, *, max_connections: int = 256, **options: Any) -> Redis
         timeout=5,
         socket_connect_timeout=5,
         health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+        retry=AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
         **options,
     )
     return aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
