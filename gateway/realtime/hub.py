@@ -287,9 +287,13 @@ class Hub:
             log.exception("bad realtime message", extra={"channel": channel})
 
     async def _catch_up(self) -> None:
-        """After a reconnect: what did this process miss, per store with subscribers?"""
-        stores = {store for store, _ in self._rooms}
-        for store in stores:
+        """After a reconnect: what did this process miss, per store with subscribers?
+
+        Replayed oldest first across stores too (ids from one Redis clock compare across
+        streams), so a client watching several stores sees them in the order they happened.
+        """
+        missed: list[dict[str, Any]] = []
+        for store in {store for store, _ in self._rooms}:
             since = self._last_seen.get(store)
             if since is None:
                 if self._subscribed_at_ms is None:
@@ -297,11 +301,12 @@ class Hub:
                 # just before that instant: every event since then, none from before
                 since = f"{self._subscribed_at_ms - 1:013d}-999999"
             replay = await history.events_after(self._redis, store, since)
-            for event in replay.events:
-                self.dispatch(event)
-            if replay.events:
-                log.info("realtime caught up after reconnect",
-                         extra={"store": store, "events": len(replay.events)})
+            missed.extend(replay.events)
+        missed.sort(key=lambda event: event["id"])
+        for event in missed:
+            self.dispatch(event)
+        if missed:
+            log.info("realtime caught up after reconnect", extra={"events": len(missed)})
 
 
 def _union(a: set[Subscriber] | None, b: set[Subscriber] | None) -> Iterable[Subscriber]:
