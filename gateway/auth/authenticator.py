@@ -66,12 +66,20 @@ class Authenticator:
 
     async def check_ban(self, address: str) -> None:
         if await self.guard.is_banned(address):
-            remaining = await self.guard.ban_remaining_s(address)
-            raise Forbidden(
-                "Too many failed logins from this address; try again in "
-                f"{max(1, round(remaining))} s",
-                headers={"Retry-After": str(max(1, round(remaining)))},
-            )
+            await self._refuse_banned(address)
+
+    async def _refuse_banned(self, address: str) -> None:
+        remaining = max(1, round(await self.guard.ban_remaining_s(address)))
+        raise Forbidden(f"Too many failed logins from this address; try again in {remaining} s",
+                        headers={"Retry-After": str(remaining)})
+
+    async def _lookup(self, address: str, key: str) -> bytes | None:
+        """The ban check and a credential's lookup in one round trip: the hot path of every
+        cookie or bearer request."""
+        banned, value = await self.guard.exists_and_get(address, key)
+        if banned:
+            await self._refuse_banned(address)
+        return value
 
     async def login(self, login: object, password: object, address: str) -> User:
         """Check a login and password; a failure counts towards the address's ban."""
@@ -87,29 +95,37 @@ class Authenticator:
         self, *, headers: Mapping[str, str], cookies: Mapping[str, str], address: str,
         query_token: str | None = None,
     ) -> Principal:
-        await self.check_ban(address)
         authorization = headers.get("authorization", "")
         scheme, _, value = authorization.partition(" ")
         scheme = scheme.lower()
         if scheme == "bearer" and value.strip():
-            return await self._from_token(value.strip())
+            return await self._from_token(value.strip(), address)
         if scheme == "basic":
+            await self.check_ban(address)
             return await self._from_basic(value.strip(), address)
         if authorization:
+            await self.check_ban(address)
             raise Unauthorized("Authorization must be 'Bearer <token>' or 'Basic <base64>'")
         sid = cookies.get(SESSION_COOKIE)
         if sid:
-            found = await self.sessions.user_for(sid)
-            if found is None:
+            key, digest = self.sessions.key_for(sid)
+            user_id = await self._lookup(address, key)
+            if user_id is None:
                 raise Unauthorized("The session has expired or was revoked; log in again")
-            user = await self._user(found[0])
-            return self._principal(user, FULL_SCOPE, via="session", session_digest=found[1])
+            user = await self._user(user_id.decode())
+            return self._principal(user, FULL_SCOPE, via="session", session_digest=digest)
         if query_token:
-            return await self._from_token(query_token)
+            return await self._from_token(query_token, address)
+        await self.check_ban(address)
         raise Unauthorized()
 
-    async def _from_token(self, token: str) -> Principal:
-        record = await self.tokens.resolve(token)
+    async def _from_token(self, token: str, address: str) -> Principal:
+        if self.tokens.spent_on_use(token):
+            await self.check_ban(address)  # before spending it: a banned address keeps it
+            record = await self.tokens.resolve(token)
+        else:
+            key, digest = self.tokens.key_for(token)
+            record = await self.tokens.record(await self._lookup(address, key), digest)
         if record is None:
             raise Unauthorized("The token is invalid or has expired")
         user = await self._user(record.user_id)

@@ -39,6 +39,14 @@ class LoginGuard:
     async def is_banned(self, address: str) -> bool:
         return bool(await self._redis.exists(keys.ban(address)))
 
+    async def exists_and_get(self, address: str, key: str) -> tuple[bool, bytes | None]:
+        """Whether the address is banned, and the value at `key`, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.ban(address))
+            pipe.get(key)
+            banned, value = await pipe.execute()
+        return bool(banned), value
+
     async def ban_remaining_s(self, address: str) -> float:
         ttl_ms = await self._redis.pttl(keys.ban(address))
         return max(ttl_ms, 0) / 1000

@@ -47,10 +47,16 @@ class Sessions:
             await pipe.execute()
         return sid, now_ms() + self.ttl_s * 1000
 
+    @staticmethod
+    def key_for(sid: str) -> tuple[str, str]:
+        """(Redis key, digest) of a session id: the value there is the user id."""
+        digest = ids.digest(sid)
+        return keys.session(digest), digest
+
     async def user_for(self, sid: str) -> tuple[str, str] | None:
         """(user id, session digest) for a live session."""
-        digest = ids.digest(sid)
-        user_id = await self._redis.get(keys.session(digest))
+        key, digest = self.key_for(sid)
+        user_id = await self._redis.get(key)
         return (user_id.decode(), digest) if user_id else None
 
     async def revoke(self, digest: str) -> None:
@@ -83,14 +89,27 @@ class Tokens:
         await self._redis.set(keys.token(ids.digest(token)), codec.pack(record), ex=ttl_s)
         return token, issued, issued + ttl_s * 1000
 
+    @staticmethod
+    def key_for(token: str) -> tuple[str, str]:
+        """(Redis key, digest) of a token."""
+        digest = ids.digest(token)
+        return keys.token(digest), digest
+
+    @staticmethod
+    def spent_on_use(token: str) -> bool:
+        return token.startswith(ONE_TIME_TOKEN)
+
     async def resolve(self, token: str) -> TokenRecord | None:
         """The token's record; a one-time token is spent by this very call."""
-        digest = ids.digest(token)
-        key = keys.token(digest)
-        if token.startswith(ONE_TIME_TOKEN):
+        key, digest = self.key_for(token)
+        if self.spent_on_use(token):
             raw = await self._redis.getdel(key)
         else:
             raw = await self._redis.get(key)
+        return await self.record(raw, digest)
+
+    async def record(self, raw: bytes | None, digest: str) -> TokenRecord | None:
+        """The record behind a token's stored value (read by `resolve` or by the caller)."""
         if not raw:
             return None
         record = codec.unpack(raw)
