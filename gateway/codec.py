@@ -8,7 +8,8 @@ import msgpack
 
 
 def pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)  # msgpack is untyped
+    return packed
 
 
 def unpack(data: bytes) -> Any:
