@@ -9,6 +9,7 @@ from gateway import codec
 from gateway.events.ids import from_stream_id, to_stream_id
 from gateway.store import keys
 from gateway.store.redis import Redis
+from gateway.store.replies import stream_range
 
 
 class BadSince(ValueError):
@@ -48,5 +49,5 @@ async def events_after(redis: Redis, store: str, since: str, *, count: int = 100
 
 
 async def latest_event_id(redis: Redis, store: str) -> str | None:
-    newest = await redis.xrevrange(keys.history(store), count=1)
+    newest = stream_range(await redis.xrevrange(keys.history(store), count=1))
     return from_stream_id(newest[0][0]) if newest else None

@@ -23,6 +23,7 @@ from gateway.hooks.store import Hook, Hooks
 from gateway.permissions import may_read
 from gateway.store import keys
 from gateway.store.redis import Redis
+from gateway.store.replies import stream_read
 from gateway.store.users import Users
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,8 @@ class Matcher:
             if reply[1]:
                 log.warning("hook matcher reclaimed inbox entries", extra={"count": len(reply[1])})
                 return list(reply[1])
-        reply = await self._redis.xreadgroup(MATCH_GROUP, self._consumer, {keys.HOOK_INBOX: ">"},
-                                             count=BATCH, block=1000)
-        return [entry for _stream, entries in reply for entry in entries] if reply else []
+        return stream_read(await self._redis.xreadgroup(
+            MATCH_GROUP, self._consumer, {keys.HOOK_INBOX: ">"}, count=BATCH, block=1000))
 
     async def process(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> int:
         """Queue the entries' deliveries and ack them (two round trips for the batch); returns
@@ -90,13 +90,14 @@ class Matcher:
                                                    for _entry, event in parsed])
         wanted_by = {entry: hooks for (entry, _event), hooks in zip(parsed, matches, strict=True)}
         batch: list[tuple[str, str, bytes, list[str]]] = []
-        for entry, event in events:
-            if event is None:
+        for entry, maybe_event in events:
+            if maybe_event is None:
                 batch.append((entry, "", b"", []))
                 continue
             wanted = [hook.id for hook in wanted_by[entry]
-                      if await self._owner_may_read(hook, event.get("data"))]
-            batch.append((entry, event["id"], encode_body(event) if wanted else b"", wanted))
+                      if await self._owner_may_read(hook, maybe_event.get("data"))]
+            batch.append((entry, maybe_event["id"], encode_body(maybe_event) if wanted else b"",
+                          wanted))
         return await self._queue.enqueue(batch)
 
     async def _owner_may_read(self, hook: Hook, data: Any) -> bool:

@@ -13,6 +13,7 @@ log and its scheduled retries, so nothing is delivered to it afterwards.
 
 from __future__ import annotations
 
+import builtins
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from gateway import codec, ids
 from gateway.hooks import signing
 from gateway.store import keys
 from gateway.store.redis import Redis
+from gateway.store.replies import as_bytes
 
 # The hooks matching each of several events, in one round trip. KEYS: hooks. ARGV: per event,
 # n and its n candidate index keys. Returns per event the records of its hooks.
@@ -121,22 +123,22 @@ class Hooks:
 
     async def get(self, hook_id: str) -> Hook | None:
         raw = await self._redis.hget(keys.HOOKS, hook_id)
-        return Hook.from_record(codec.unpack(raw)) if raw else None
+        return Hook.from_record(codec.unpack(as_bytes(raw))) if raw else None
 
     async def get_many(self, hook_ids: list[str]) -> list[Hook]:
         if not hook_ids:
             return []
         raws = await self._redis.hmget(keys.HOOKS, hook_ids)
-        return [Hook.from_record(codec.unpack(raw)) for raw in raws if raw]
+        return [Hook.from_record(codec.unpack(as_bytes(raw))) for raw in raws if raw]
 
     async def list(self, owner: str | None) -> list[Hook]:
         """The owner's hooks, or every hook when `owner` is None; oldest first."""
         if owner is None:
-            hooks = [Hook.from_record(codec.unpack(raw))
+            hooks = [Hook.from_record(codec.unpack(as_bytes(raw)))
                      for raw in (await self._redis.hgetall(keys.HOOKS)).values()]
         else:
             members = await self._redis.smembers(keys.user_hooks(owner))
-            hooks = await self.get_many(sorted(m.decode() for m in members))
+            hooks = await self.get_many(sorted(as_bytes(m).decode() for m in members))
         return sorted(hooks, key=lambda hook: hook.id)
 
     async def delete(self, hook: Hook) -> bool:
@@ -145,14 +147,17 @@ class Hooks:
                   keys.hook_log(hook.id), keys.HOOK_DELAYED],
             args=[hook.id, keys.hook_delivery(""), keys.hook_attempts("")]))
 
-    async def matching(self, store: str, event_type: str) -> list[Hook]:
+    # From here on, `list` in this class body is the method above: annotations say `builtins`.
+    async def matching(self, store: str, event_type: str) -> builtins.list[Hook]:
         return (await self.matching_many([(store, event_type)]))[0]
 
-    async def matching_many(self, events: list[tuple[str, str]]) -> list[list[Hook]]:
+    async def matching_many(
+        self, events: builtins.list[tuple[str, str]],
+    ) -> builtins.list[builtins.list[Hook]]:
         """For each (store, event type), the hooks it matches, by id; one round trip."""
         if not events:
             return []
-        args: list[Any] = []
+        args: builtins.list[Any] = []
         for store, event_type in events:
             candidates = candidate_index_keys(store, event_type)
             args += [len(candidates), *candidates]

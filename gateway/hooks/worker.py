@@ -28,6 +28,7 @@ import socket
 import time
 
 from prometheus_client import start_http_server
+from redis.typing import StreamIdT
 
 from gateway import codec
 from gateway.hooks.batch import Batcher
@@ -39,6 +40,7 @@ from gateway.metrics import Metrics
 from gateway.settings import HookSettings, Settings
 from gateway.store import keys
 from gateway.store.redis import Redis, client_for
+from gateway.store.replies import stream_read
 from gateway.store.users import Users
 
 log = logging.getLogger(__name__)
@@ -146,10 +148,9 @@ class HookWorker:
                     next_claim = now + HEARTBEAT_S
                     entries = await self._reclaim(free)
                 else:
-                    reply = await self._redis.xreadgroup(
+                    entries = stream_read(await self._redis.xreadgroup(
                         DELIVERY_GROUP, self._consumer, {keys.HOOK_JOBS: ">"},
-                        count=min(free, READ_BATCH), block=500)
-                    entries = [e for _stream, items in reply for e in items] if reply else []
+                        count=min(free, READ_BATCH), block=500))
                 pairs = [(entry_id.decode(), (fields or {}).get(b"d", b"").decode())
                          for entry_id, fields in entries]
                 jobs = await self._queue.take([did for _entry, did in pairs if did])
@@ -283,7 +284,7 @@ class HookWorker:
 
     async def _heartbeat(self) -> None:
         """Reset the idle time of our in-flight jobs so no other worker reclaims them."""
-        ids = list(self._in_flight.values())
+        ids: list[StreamIdT] = list(self._in_flight.values())
         if ids:
             await self._redis.xclaim(keys.HOOK_JOBS, DELIVERY_GROUP, self._consumer, 0, ids,
                                      justid=True)

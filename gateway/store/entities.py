@@ -21,6 +21,7 @@ from gateway.events.pipeline import Committed, EventPipeline, WriteConflict, bui
 from gateway.permissions import may_read
 from gateway.store import keys
 from gateway.store.redis import Redis
+from gateway.store.replies import as_bytes, zset_members
 
 SYSTEM_FIELDS = ("_id", "owner", "group", "access", "branch")
 CHUNK = 500
@@ -74,7 +75,7 @@ class Entities:
         self._writing = _KeyedLocks()
 
     async def get(self, store: str, entity_id: str) -> dict[str, Any] | None:
-        raw = await self._redis.get(keys.entity(store, entity_id))
+        raw = as_bytes(await self._redis.get(keys.entity(store, entity_id)))
         return codec.unpack(raw) if raw else None
 
     async def create(self, store: str, entity: dict[str, Any]) -> Committed:
@@ -99,7 +100,7 @@ class Entities:
         or None to delete; it may raise to refuse (e.g. Forbidden) and nothing is written."""
         async with self._writing.hold(keys.entity(store, entity_id)):
             for attempt in range(MAX_RETRIES):
-                raw = await self._redis.get(keys.entity(store, entity_id))
+                raw = as_bytes(await self._redis.get(keys.entity(store, entity_id)))
                 if raw is None:
                     raise EntityGone(entity_id)
                 current = codec.unpack(raw)
@@ -125,8 +126,8 @@ class Entities:
         low, high = bounds.redis_range()
         offset = 0
         while True:
-            entity_ids = await self._redis.zrangebyscore(
-                keys.entity_index(store), low, high, start=offset, num=CHUNK)
+            entity_ids = zset_members(await self._redis.zrangebyscore(
+                keys.entity_index(store), low, high, start=offset, num=CHUNK))
             if not entity_ids:
                 return
             offset += len(entity_ids)
@@ -134,7 +135,7 @@ class Entities:
             for raw in values:
                 if raw is None:
                     continue  # deleted between the two reads
-                entity = codec.unpack(raw)
+                entity = codec.unpack(as_bytes(raw))
                 if may_read(who, entity):
                     yield entity
             if len(entity_ids) < CHUNK:
@@ -161,24 +162,28 @@ class Entities:
                           limit: int) -> list[dict[str, Any]]:
         """An admin reads everything, so the index pages directly: no scan at all."""
         low, high = bounds.redis_range()
-        entity_ids = await self._redis.zrangebyscore(
-            keys.entity_index(store), low, high, start=offset, num=limit)
+        entity_ids = zset_members(await self._redis.zrangebyscore(
+            keys.entity_index(store), low, high, start=offset, num=limit))
         if not entity_ids:
             return []
         values = await self._redis.mget([keys.entity(store, i.decode()) for i in entity_ids])
-        return [codec.unpack(raw) for raw in values if raw is not None]
+        return [codec.unpack(as_bytes(raw)) for raw in values if raw is not None]
 
     async def meta(self, store: str, bounds: Bounds, who: Principal) -> dict[str, Any]:
         if who.is_admin:
             low, high = bounds.redis_range()
             index = keys.entity_index(store)
             total = await self._redis.zcount(index, low, high)
-            first = await self._redis.zrangebyscore(index, low, high, start=0, num=1)
-            last = await self._redis.zrevrangebyscore(index, high, low, start=0, num=1)
+            first_ids = zset_members(
+                await self._redis.zrangebyscore(index, low, high, start=0, num=1))
+            last_ids = zset_members(
+                await self._redis.zrevrangebyscore(index, high, low, start=0, num=1))
             return {"total": total,
-                    "first": await self.get(store, first[0].decode()) if first else None,
-                    "last": await self.get(store, last[0].decode()) if last else None}
-        total, first, last = 0, None, None
+                    "first": await self.get(store, first_ids[0].decode()) if first_ids else None,
+                    "last": await self.get(store, last_ids[0].decode()) if last_ids else None}
+        total = 0
+        first: dict[str, Any] | None = None
+        last: dict[str, Any] | None = None
         async for entity in self.scan(store, bounds, who):
             total += 1
             first = first or entity
