@@ -142,6 +142,6 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         routes=routes,
         middleware=[Middleware(GatewayMiddleware, metrics=metrics,
                                allowed_origins=settings.http.allowed_origins)],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

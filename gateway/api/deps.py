@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
 from gateway.auth.client_address import client_address
 from gateway.auth.principal import Principal
@@ -14,11 +14,12 @@ if TYPE_CHECKING:
     from gateway.app import AppContext
 
 
-def context(request: Request) -> AppContext:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+def context(request: HTTPConnection) -> AppContext:
+    ctx: AppContext = request.app.state.ctx  # set by the app's lifespan
+    return ctx
 
 
-def address_of(request: Request) -> str:
+def address_of(request: HTTPConnection) -> str:
     ctx = context(request)
     peer = request.client.host if request.client else None
     return client_address(peer, request.headers.get("x-forwarded-for"),

@@ -25,7 +25,7 @@ RESERVED = frozenset({"auth", "users", "apikeys", "hooks", "events", "tokenInfo"
 
 
 def store_name(request: Request) -> str:
-    store = request.path_params["store"]
+    store: str = request.path_params["store"]
     if not STORE.match(store):
         raise BadRequest("A store name starts with a letter and has up to 64 letters, digits, "
                          f"'_' or '-': {store[:80]!r} is not one")
@@ -35,7 +35,7 @@ def store_name(request: Request) -> str:
 
 
 def entity_id(request: Request) -> str:
-    value = request.path_params["entity_id"]
+    value: str = request.path_params["entity_id"]
     if not ids.is_object_id(value):
         raise BadRequest(f"{value[:80]!r} is not an entity id (24 lowercase hex characters)")
     return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -28,7 +29,7 @@ _TAGS_BY_STATUS = {
 
 
 def envelope(status: int, message: str, tags: tuple[str, ...] | None = None,
-             headers: dict[str, str] | None = None) -> JSONResponse:
+             headers: Mapping[str, str] | None = None) -> JSONResponse:
     body = {
         "success": False,
         "code": str(status),

@@ -31,18 +31,18 @@ FIELDS = {"target_url", "event", "store"}
 
 def _hooks(request: Request) -> Hooks:
     ctx = context(request)
-    hooks = ctx.extras.get("hooks")
+    hooks: Hooks | None = ctx.extras.get("hooks")
     if hooks is None:
         hooks = ctx.extras["hooks"] = Hooks(ctx.redis)
-    return hooks  # type: ignore[no-any-return]
+    return hooks
 
 
 def _queue(request: Request) -> DeliveryQueue:
     ctx = context(request)
-    queue = ctx.extras.get("hook_queue")
+    queue: DeliveryQueue | None = ctx.extras.get("hook_queue")
     if queue is None:
         queue = ctx.extras["hook_queue"] = DeliveryQueue(ctx.redis)
-    return queue  # type: ignore[no-any-return]
+    return queue
 
 
 async def _own_hook(request: Request, who: Principal) -> Hook:

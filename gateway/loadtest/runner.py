@@ -15,7 +15,7 @@ import multiprocessing
 import sys
 import time
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 from gateway.loadtest import stats
 from gateway.loadtest.config import ClientConfig, RunConfig, Target
@@ -114,10 +114,11 @@ class Runner:
     def _poll(self, answers: dict[int, dict[str, Any]], kind: str, wait: float) -> None:
         from multiprocessing.connection import wait as wait_pipes
 
-        for pipe in wait_pipes(self.pipes, timeout=wait):
-            n = self.pipes.index(pipe)  # type: ignore[arg-type]
+        for ready in wait_pipes(self.pipes, timeout=wait):
+            pipe = cast(Connection, ready)  # wait() returns some of the objects it was given
+            n = self.pipes.index(pipe)
             try:
-                message = pipe.recv()  # type: ignore[union-attr]
+                message = pipe.recv()
             except EOFError:
                 continue
             if message[0] == "progress":

@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qs
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from gateway.api.deps import address_of, context
 from gateway.api.errors import envelope, render
+from gateway.auth.principal import Principal
 from gateway.exceptions import ApiError, BadRequest, Unavailable
 from gateway.realtime import polling, websocket
+from gateway.realtime.connection import Connection
 from gateway.realtime.service import Realtime
 
 log = logging.getLogger(__name__)
@@ -66,11 +68,11 @@ class SocketIOEndpoint:
             raise BadRequest(f"Bad transport {query.get('transport')!r} for this request")
         return eio
 
-    async def _authenticate(self, request: Request | WebSocket, query: dict[str, str]):  # type: ignore[no-untyped-def]
-        ctx = context(request)  # type: ignore[arg-type]
+    async def _authenticate(self, request: HTTPConnection, query: dict[str, str]) -> Principal:
+        ctx = context(request)
         return await ctx.authenticator.authenticate(
             headers=request.headers, cookies=request.cookies,
-            address=address_of(request),  # type: ignore[arg-type]
+            address=address_of(request),
             query_token=query.get("token"),
         )
 
@@ -80,6 +82,7 @@ class SocketIOEndpoint:
         query = _query(scope)
         eio = self._check(query, "polling")
         sid = query.get("sid")
+        conn: Connection | None
         if sid is None:
             if request.method != "GET":
                 raise BadRequest("A new session starts with GET")

@@ -266,7 +266,8 @@ class Hub:
                 log.exception("realtime listener failed; restarting")
             finally:
                 try:
-                    await pubsub.aclose()
+                    # redis-py leaves PubSub.aclose unannotated.
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 except Exception:
                     pass
             await asyncio.sleep(delay * (0.5 + random.random()))
