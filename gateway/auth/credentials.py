@@ -23,6 +23,7 @@ from typing import Any
 from gateway import codec, ids
 from gateway.store import keys
 from gateway.store.redis import Redis
+from gateway.store.replies import as_bytes
 
 LOGIN_TOKEN = "gwt_"
 ACCESS_TOKEN = "gwa_"
@@ -56,7 +57,7 @@ class Sessions:
     async def user_for(self, sid: str) -> tuple[str, str] | None:
         """(user id, session digest) for a live session."""
         key, digest = self.key_for(sid)
-        user_id = await self._redis.get(key)
+        user_id = as_bytes(await self._redis.get(key))
         return (user_id.decode(), digest) if user_id else None
 
     async def revoke(self, digest: str) -> None:
@@ -103,9 +104,9 @@ class Tokens:
         """The token's record; a one-time token is spent by this very call."""
         key, digest = self.key_for(token)
         if self.spent_on_use(token):
-            raw = await self._redis.getdel(key)
+            raw = as_bytes(await self._redis.getdel(key))
         else:
-            raw = await self._redis.get(key)
+            raw = as_bytes(await self._redis.get(key))
         return await self.record(raw, digest)
 
     async def record(self, raw: bytes | None, digest: str) -> TokenRecord | None:
@@ -153,7 +154,7 @@ class ApiKeys:
         if not presented.startswith(API_KEY):
             return None
         key_id, _, secret = presented[len(API_KEY):].partition("_")
-        raw = await self._redis.hget(keys.APIKEYS, key_id) if key_id and secret else None
+        raw = as_bytes(await self._redis.hget(keys.APIKEYS, key_id)) if key_id and secret else None
         if not raw:
             return None
         record = codec.unpack(raw)
@@ -165,16 +166,17 @@ class ApiKeys:
         """A user's keys, or every key when user_id is None (admins)."""
         if user_id is None:
             entries = await self._redis.hgetall(keys.APIKEYS)
-            items = [(k.decode(), v) for k, v in entries.items()]
+            items = [(as_bytes(k).decode(), as_bytes(v)) for k, v in entries.items()]
         else:
-            key_ids = sorted(k.decode() for k in await self._redis.smembers(keys.user_apikeys(user_id)))
+            members = await self._redis.smembers(keys.user_apikeys(user_id))
+            key_ids = sorted(as_bytes(k).decode() for k in members)
             values = await self._redis.hmget(keys.APIKEYS, key_ids) if key_ids else []
-            items = [(k, v) for k, v in zip(key_ids, values) if v]
+            items = [(k, as_bytes(v)) for k, v in zip(key_ids, values) if v]
         keys_ = [ApiKey(k, (r := codec.unpack(v))["u"], r["s"], r["c"]) for k, v in items]
         return sorted(keys_, key=lambda key: key.created_at)
 
     async def get(self, key_id: str) -> ApiKey | None:
-        raw = await self._redis.hget(keys.APIKEYS, key_id)
+        raw = as_bytes(await self._redis.hget(keys.APIKEYS, key_id))
         if not raw:
             return None
         record = codec.unpack(raw)

@@ -10,6 +10,7 @@ from gateway import codec, ids
 from gateway.auth.passwords import hash_password
 from gateway.store import keys
 from gateway.store.redis import Redis
+from gateway.store.replies import as_bytes
 
 # Claim the login and write the record in one step: a crash can't leave a login without a user.
 _CREATE = """
@@ -88,7 +89,7 @@ class Users:
         cached = self._cache.get(user_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        raw = await self._redis.hget(keys.USERS, user_id)
+        raw = as_bytes(await self._redis.hget(keys.USERS, user_id))
         if not raw:
             return None
         user = User.from_record(codec.unpack(raw))
@@ -98,7 +99,7 @@ class Users:
         return user
 
     async def by_login(self, login: str) -> User | None:
-        user_id = await self._redis.hget(keys.USER_LOGINS, login)
+        user_id = as_bytes(await self._redis.hget(keys.USER_LOGINS, login))
         if not user_id:
             return None
         return await self.get(user_id.decode())
