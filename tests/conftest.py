@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from tests.support.api import Api
+from tests.support.api import FAST_LIMITS, Api
 from tests.support.processes import GatewayProcess, RedisServer
 
 
@@ -66,3 +66,11 @@ def api(gateway: GatewayProcess) -> Iterator[Api]:
     client = Api(gateway.url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def client(start_gateway: Callable[..., GatewayProcess]) -> Iterator[Api]:
+    """A gateway of the requesting module's own, with rate limits out of the way."""
+    api = Api(start_gateway(env=FAST_LIMITS).url)
+    yield api
+    api.close()

@@ -8,18 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.api import Api, unique
+from tests.support.api import unique
 from tests.support.asserts import assert_envelope
-
-FAST = {"GATEWAY_RATE_LIMIT_PER_SECOND": "100000", "GATEWAY_RATE_LIMIT_PER_MINUTE": "1000000"}
-
-
-@pytest.fixture(scope="module")
-def client(start_gateway):
-    api = Api(start_gateway(env=FAST).url)
-    yield api
-    api.close()
-
 
 @pytest.fixture(scope="module")
 def people(client):

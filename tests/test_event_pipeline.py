@@ -21,18 +21,8 @@ from gateway import codec
 from gateway.events.ids import LUA_FORMAT, from_stream_id, to_stream_id
 from gateway.events.pipeline import EventPipeline, build_event, decode_published
 from gateway.metrics import Metrics
-from tests.support.api import Api, unique
+from tests.support.api import FAST_LIMITS, Api, unique
 from tests.support.asserts import assert_envelope
-
-FAST = {"GATEWAY_RATE_LIMIT_PER_SECOND": "100000", "GATEWAY_RATE_LIMIT_PER_MINUTE": "1000000"}
-
-
-@pytest.fixture(scope="module")
-def client(start_gateway):
-    api = Api(start_gateway(env=FAST).url)
-    yield api
-    api.close()
-
 
 @pytest.fixture(scope="module")
 def alice(client):
@@ -298,7 +288,7 @@ def test_concurrent_patches_of_different_fields_all_survive(client, alice, store
 @pytest.fixture(scope="module")
 def small(start_gateway):
     """A second gateway on the same Redis, keeping only 5 events per store."""
-    api = Api(start_gateway(env={**FAST, "GATEWAY_HISTORY_SIZE": "5"}).url)
+    api = Api(start_gateway(env={**FAST_LIMITS, "GATEWAY_HISTORY_SIZE": "5"}).url)
     yield api
     api.close()
 
