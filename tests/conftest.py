@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
 
 from tests.support.api import FAST_LIMITS, Api
+from tests.support.eio import login
 from tests.support.processes import GatewayProcess, RedisServer
 
 
@@ -73,4 +75,14 @@ def client(start_gateway: Callable[..., GatewayProcess]) -> Iterator[Api]:
     """A gateway of the requesting module's own, with rate limits out of the way."""
     api = Api(start_gateway(env=FAST_LIMITS).url)
     yield api
+    api.close()
+
+
+@pytest.fixture(scope="module")
+def user(gateway: GatewayProcess) -> Iterator[dict[str, Any]]:
+    """A user of the shared gateway with a cookie session of its own (`sid`)."""
+    api = Api(gateway.url)
+    made = api.create_user()
+    made["sid"] = login(api, made)
+    yield made
     api.close()

@@ -9,7 +9,6 @@ import queue
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,7 @@ import httpx
 import pytest
 import socketio
 
-from tests.support.api import Api
-from tests.support.eio import get_metrics, login, metric, wait_until
-from tests.support.processes import GatewayProcess
+from tests.support.eio import get_metrics, metric, wait_until
 
 NODE_DIR = Path(__file__).parent / "node"
 needs_node = pytest.mark.skipif(
@@ -82,15 +79,6 @@ class NodePeer:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(5)
-
-
-@pytest.fixture(scope="module")
-def user(gateway: GatewayProcess) -> Iterator[dict[str, Any]]:
-    api = Api(gateway.url)
-    made = api.create_user()
-    made["sid"] = login(api, made)
-    yield made
-    api.close()
 
 
 def write_three(base: str, user: dict[str, Any], store: str) -> dict[str, Any]:

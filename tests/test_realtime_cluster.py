@@ -7,7 +7,6 @@ import asyncio
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -34,15 +33,6 @@ from tests.support.processes import GatewayProcess, RedisServer, free_port, wait
 def peer(start_gateway: Any) -> GatewayProcess:
     """A second `gateway serve` on the shared Redis."""
     return start_gateway({"GATEWAY_HOOKS_WORKER": "off"})
-
-
-@pytest.fixture(scope="module")
-def user(gateway: GatewayProcess) -> Iterator[dict[str, Any]]:
-    api = Api(gateway.url)
-    made = api.create_user()
-    made["sid"] = login(api, made)
-    yield made
-    api.close()
 
 
 def create(base: str, auth: dict[str, str], store: str, **body: Any) -> dict[str, Any]:

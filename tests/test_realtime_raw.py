@@ -8,7 +8,6 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -42,15 +41,6 @@ def quick(start_gateway: Any) -> GatewayProcess:
     """A gateway with a fast heartbeat and one allowed browser origin."""
     return start_gateway({"GATEWAY_PING_INTERVAL_MS": "300", "GATEWAY_PING_TIMEOUT_MS": "200",
                           "GATEWAY_ALLOWED_ORIGINS": ALLOWED})
-
-
-@pytest.fixture(scope="module")
-def user(gateway: GatewayProcess) -> Iterator[dict[str, Any]]:
-    api = Api(gateway.url)
-    made = api.create_user()
-    made["sid"] = login(api, made)
-    yield made
-    api.close()
 
 
 @pytest.fixture(scope="module")
