@@ -259,7 +259,9 @@ class HookWorker:
     async def _maintain(self) -> None:
         next_beat = 0.0
         next_sweep = time.monotonic() + SWEEP_CONSUMERS_EVERY_S
-        while True:
+        # Checked each round, not left to cancel(): redis-py can swallow a cancellation that
+        # lands inside a command, and the loop would then run on after stop().
+        while not self._stopping.is_set():
             try:
                 await self._queue.promote()
                 now = time.monotonic()
