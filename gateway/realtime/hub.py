@@ -160,7 +160,7 @@ class Hub:
             conn.close("server namespace disconnect")
 
     # -- dispatch ------------------------------------------------------------------------
-    def dispatch(self, event: dict[str, Any], *, published_ms: int | None = None) -> None:
+    def dispatch(self, event: dict[str, Any]) -> None:
         store = event.get("store")
         if not isinstance(store, str):
             return
