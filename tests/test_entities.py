@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.api import unique
 from tests.support.asserts import assert_envelope
+from tests.support.redis_state import snapshot
 
 @pytest.fixture(scope="module")
 def alice(client):
@@ -28,16 +29,6 @@ def loner(client):
 @pytest.fixture()
 def store():
     return unique("things")
-
-
-def snapshot(redis_client, store):
-    """Everything Redis keeps for a store, to prove a refused request changed nothing."""
-    state = {}
-    for key in sorted(redis_client.scan_iter(match=f"gw:e:{store}:*")):
-        state[key] = redis_client.get(key)
-    state["index"] = redis_client.zrange(f"gw:ix:{store}", 0, -1, withscores=True)
-    state["history"] = redis_client.xrange(f"gw:history:{store}")
-    return state
 
 
 def create(client, user, store, body=None, status=201):

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.api import unique
 from tests.support.asserts import assert_envelope
+from tests.support.redis_state import snapshot
 
 @pytest.fixture(scope="module")
 def people(client):
@@ -34,15 +35,6 @@ def people(client):
 @pytest.fixture(scope="module")
 def store():
     return unique("perm")
-
-
-def snapshot(redis_client, store):
-    state = {}
-    for key in sorted(redis_client.scan_iter(match=f"gw:e:{store}:*")):
-        state[key] = redis_client.get(key)
-    state["index"] = redis_client.zrange(f"gw:ix:{store}", 0, -1, withscores=True)
-    state["history"] = redis_client.xrange(f"gw:history:{store}")
-    return state
 
 
 def make_entity(client, people, store, **fields):
