@@ -110,7 +110,8 @@ async def one_time_token(request: Request) -> Response:
     ctx = context(request)
     who = await principal(request)
     token, _, expires = await ctx.tokens.issue(
-        who.user_id, kind="once", scope=who.scope, ttl_s=ctx.settings.auth.one_time_token_ttl_s
+        who.user_id, kind="once", scope=who.scope, ttl_s=ctx.settings.auth.one_time_token_ttl_s,
+        issuer=who.credential,
     )
     return JSONResponse({"token": token, "expiresAt": expires})
 

@@ -17,9 +17,9 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 from gateway.auth.bans import LoginGuard
-from gateway.auth.credentials import Sessions, Tokens
+from gateway.auth.credentials import Sessions, Tokens, now_ms
 from gateway.auth.passwords import verify_password
-from gateway.auth.principal import FULL_SCOPE, Principal
+from gateway.auth.principal import BASIC, FULL_SCOPE, Credential, Principal, Via
 from gateway.exceptions import BadRequest, Forbidden, Unauthorized
 from gateway.store.users import User, Users
 
@@ -73,13 +73,14 @@ class Authenticator:
         raise Forbidden(f"Too many failed logins from this address; try again in {remaining} s",
                         headers={"Retry-After": str(remaining)})
 
-    async def _lookup(self, address: str, key: str) -> bytes | None:
+    async def _lookup(self, address: str, key: str) -> tuple[bytes | None, int | None]:
         """The ban check and a credential's lookup in one round trip: the hot path of every
-        cookie or bearer request."""
-        banned, value = await self.guard.exists_and_get(address, key)
+        cookie or bearer request. Returns the stored value and when it expires (ms since the
+        epoch; None if never): a realtime connection it opens is closed then."""
+        banned, value, ttl_ms = await self.guard.exists_and_get(address, key)
         if banned:
             await self._refuse_banned(address)
-        return value
+        return value, (now_ms() + ttl_ms if ttl_ms >= 0 else None)
 
     async def login(self, login: object, password: object, address: str) -> User:
         """Check a login and password; a failure counts towards the address's ban."""
@@ -109,27 +110,37 @@ class Authenticator:
         sid = cookies.get(SESSION_COOKIE)
         if sid:
             key, digest = self.sessions.key_for(sid)
-            user_id = await self._lookup(address, key)
+            user_id, expires_at_ms = await self._lookup(address, key)
             if user_id is None:
                 raise Unauthorized("The session has expired or was revoked; log in again")
             user = await self._user(user_id.decode())
-            return self._principal(user, FULL_SCOPE, via="session", session_digest=digest)
+            credential = Credential("session", digest, expires_at_ms=expires_at_ms)
+            return self._principal(user, FULL_SCOPE, via="session", credential=credential)
         if query_token:
             return await self._from_token(query_token, address)
         await self.check_ban(address)
         raise Unauthorized()
 
     async def _from_token(self, token: str, address: str) -> Principal:
+        expires_at_ms: int | None = None
         if self.tokens.spent_on_use(token):
             await self.check_ban(address)  # before spending it: a banned address keeps it
             record = await self.tokens.resolve(token)
         else:
             key, digest = self.tokens.key_for(token)
-            record = await self.tokens.record(await self._lookup(address, key), digest)
+            raw, expires_at_ms = await self._lookup(address, key)
+            record = await self.tokens.record(raw, digest)
         if record is None:
             raise Unauthorized("The token is invalid or has expired")
         user = await self._user(record.user_id)
-        return self._principal(user, record.scope, via=record.kind, token_digest=record.digest)
+        if record.kind == "once":
+            credential = record.issuer or BASIC
+            via: Via = "once"
+        else:
+            credential = Credential("token", record.digest, apikey_id=record.apikey_id,
+                                    expires_at_ms=expires_at_ms)
+            via = record.kind
+        return self._principal(user, record.scope, via=via, credential=credential)
 
     async def _from_basic(self, encoded: str, address: str) -> Principal:
         try:
@@ -145,7 +156,7 @@ class Authenticator:
             self._verified.put(login, password, user.id)
         else:
             user = await self._user(user_id)
-        return self._principal(user, FULL_SCOPE, via="basic")
+        return self._principal(user, FULL_SCOPE, via="basic", credential=BASIC)
 
     async def _user(self, user_id: str) -> User:
         user = await self.users.get(user_id)
@@ -154,9 +165,9 @@ class Authenticator:
         return user
 
     @staticmethod
-    def _principal(user: User, scope: frozenset[str], *, via: str,
-                   session_digest: str | None = None, token_digest: str | None = None) -> Principal:
+    def _principal(user: User, scope: frozenset[str], *, via: Via,
+                   credential: Credential) -> Principal:
         return Principal(
             user_id=user.id, login=user.login, groups=user.groups, roles=user.roles,
-            scope=scope, session_digest=session_digest, token_digest=token_digest, via=via,
+            scope=scope, credential=credential, via=via,
         )

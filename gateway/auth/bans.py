@@ -39,13 +39,15 @@ class LoginGuard:
     async def is_banned(self, address: str) -> bool:
         return bool(await self._redis.exists(keys.ban(address)))
 
-    async def exists_and_get(self, address: str, key: str) -> tuple[bool, bytes | None]:
-        """Whether the address is banned, and the value at `key`, in one round trip."""
+    async def exists_and_get(self, address: str, key: str) -> tuple[bool, bytes | None, int]:
+        """Whether the address is banned, the value at `key` and its time to live (ms, <0
+        without one), in one round trip."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.exists(keys.ban(address))
             pipe.get(key)
-            banned, value = await pipe.execute()
-        return bool(banned), value
+            pipe.pttl(key)
+            banned, value, ttl_ms = await pipe.execute()
+        return bool(banned), value, int(ttl_ms)
 
     async def ban_remaining_s(self, address: str) -> float:
         ttl_ms = await self._redis.pttl(keys.ban(address))

@@ -18,9 +18,10 @@ import hmac
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from gateway import codec, ids
+from gateway.auth.principal import Credential
 from gateway.store import keys
 from gateway.store.redis import Redis
 from gateway.store.replies import as_bytes
@@ -68,25 +69,45 @@ class Sessions:
             await pipe.execute()
 
 
+TokenKind = Literal["login", "access", "once"]
+
+
 @dataclass(frozen=True, slots=True)
 class TokenRecord:
     user_id: str
     scope: frozenset[str]
-    kind: str  # login | access | once
+    kind: TokenKind
     digest: str
+    apikey_id: str | None = None  # an access token's API key
+    issuer: Credential | None = None  # a one-time token's issuing credential
+
+
+def _pack_credential(credential: Credential) -> dict[str, Any]:
+    return {"k": credential.kind, "d": credential.digest, "a": credential.apikey_id,
+            "x": credential.expires_at_ms}
+
+
+def _unpack_credential(value: dict[str, Any]) -> Credential:
+    return Credential(value["k"], value.get("d"), value.get("a"), value.get("x"))
 
 
 class Tokens:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    async def issue(self, user_id: str, *, kind: str, scope: frozenset[str], ttl_s: int,
-                    extra: dict[str, Any] | None = None) -> tuple[str, int, int]:
-        """A new token, its issue time and its expiry (both ms since the epoch)."""
+    async def issue(self, user_id: str, *, kind: TokenKind, scope: frozenset[str], ttl_s: int,
+                    extra: dict[str, Any] | None = None,
+                    issuer: Credential | None = None) -> tuple[str, int, int]:
+        """A new token, its issue time and its expiry (both ms since the epoch).
+
+        A one-time token records its `issuer`: the connection it opens lives as long as that.
+        """
         prefix = {"login": LOGIN_TOKEN, "access": ACCESS_TOKEN, "once": ONE_TIME_TOKEN}[kind]
         token = ids.secret_token(prefix)
         issued = now_ms()
         record = {"u": user_id, "s": sorted(scope), "k": kind, **(extra or {})}
+        if issuer is not None:
+            record["i"] = _pack_credential(issuer)
         await self._redis.set(keys.token(ids.digest(token)), codec.pack(record), ex=ttl_s)
         return token, issued, issued + ttl_s * 1000
 
@@ -118,7 +139,23 @@ class Tokens:
         # its tokens working for up to 900 s.
         if "key" in record and not await self._redis.hexists(keys.APIKEYS, record["key"]):
             return None
-        return TokenRecord(record["u"], frozenset(record["s"]), record["k"], digest)
+        issuer = _unpack_credential(record["i"]) if "i" in record else None
+        # A one-time token is no better than what issued it: spent after its issuer ended, it
+        # would open a connection that nothing could end any more.
+        if issuer is not None and not await self._alive(issuer):
+            return None
+        return TokenRecord(record["u"], frozenset(record["s"]), record["k"], digest,
+                           apikey_id=record.get("key"), issuer=issuer)
+
+    async def _alive(self, credential: Credential) -> bool:
+        if credential.kind == "session" and credential.digest:
+            return bool(await self._redis.exists(keys.session(credential.digest)))
+        if credential.kind == "token" and credential.digest:
+            if not await self._redis.exists(keys.token(credential.digest)):
+                return False
+            if credential.apikey_id:
+                return bool(await self._redis.hexists(keys.APIKEYS, credential.apikey_id))
+        return True
 
     async def revoke(self, digest: str) -> None:
         await self._redis.delete(keys.token(digest))

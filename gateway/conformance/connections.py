@@ -21,6 +21,9 @@ from gateway.protocol import (
     Session,
 )
 from gateway.protocol.events import FORCED_CLOSE, PING_TIMEOUT
+from gateway.realtime.disconnect import Disconnect
+
+FORCED = Disconnect(FORCED_CLOSE, stay_away=False)
 
 OnClosed = Callable[["ConformanceConnection"], None]
 
@@ -46,9 +49,9 @@ class ConformanceConnection:
     def drained(self) -> None:
         """Nothing to account for: the conformance server keeps no outbox limits."""
 
-    def close(self, reason: str = FORCED_CLOSE) -> None:
+    def close(self, why: Disconnect = FORCED) -> None:
         if not self.session.closed:
-            self.session.close(reason)
+            self.session.close(why.reason)
             self.handle_events()
 
     def handle_events(self) -> None:

@@ -11,6 +11,7 @@ import asyncio
 from typing import Protocol
 
 from gateway.protocol import Session
+from gateway.realtime.disconnect import Disconnect
 
 
 class Carrier(Protocol):
@@ -27,7 +28,7 @@ class Carrier(Protocol):
     def drained(self) -> None:
         """The transport took everything queued."""
 
-    def close(self, reason: str = ...) -> None:
+    def close(self, why: Disconnect) -> None:
         """Close the session with its close packets, and wake the transport to send them."""
 
     def handle_events(self) -> None:

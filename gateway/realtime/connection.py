@@ -30,7 +30,7 @@ from gateway.protocol import (
     Session,
     Upgraded,
 )
-from gateway.protocol.events import FORCED_CLOSE
+from gateway.realtime.disconnect import SLOW_CONSUMER, Disconnect
 from gateway.realtime.hub import Broadcast, Topic
 
 if TYPE_CHECKING:
@@ -44,9 +44,6 @@ class Sink(Protocol):
     def send_broadcast(self, broadcast: Broadcast) -> None: ...
 
 log = logging.getLogger(__name__)
-
-SLOW_CONSUMER = "slow consumer"
-
 
 def _failure(code: str, message: str) -> dict[str, Any]:
     return {"success": False, "code": code, "message": message}
@@ -127,14 +124,15 @@ class Connection:
         self.pending = 0
         self.pending_bytes = 0
 
-    def close(self, reason: str = FORCED_CLOSE) -> None:
-        """Disconnect the namespace and close the session: the client gets `41` and `1`,
-        so socket.io clients don't reconnect by themselves."""
+    def close(self, why: Disconnect) -> None:
+        """Close the session with `1`; when the client must stay away, `41` first (so
+        socket.io clients don't reconnect by themselves). See `disconnect.py`."""
         if self.session.closed:
             return
-        for namespace in self.session.namespaces:
-            self.session.disconnect_namespace(namespace)
-        self.session.close(reason)
+        if why.stay_away:
+            for namespace in self.session.namespaces:
+                self.session.disconnect_namespace(namespace)
+        self.session.close(why.reason)
         self.handle_events()
         self.wake.set()
 

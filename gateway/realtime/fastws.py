@@ -40,7 +40,8 @@ from gateway.exceptions import (
 )
 from gateway.protocol import State
 from gateway.protocol import websocket as ws
-from gateway.realtime.connection import SLOW_CONSUMER, Connection
+from gateway.realtime.connection import Connection
+from gateway.realtime.disconnect import SHUTDOWN
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -112,7 +113,7 @@ class FastWebSocket(asyncio.Protocol):
     def shutdown(self) -> None:
         """uvicorn's shutdown; Realtime.close_all has normally said goodbye already."""
         if self.conn is not None and not self.conn.closed:
-            self.conn.close("server shutting down")
+            self.conn.close(SHUTDOWN)
         elif self.transport is not None:
             self.transport.close()
 

@@ -34,6 +34,7 @@ from gateway.metrics import Metrics
 from gateway.permissions import may_read
 from gateway.protocol import encode_broadcast
 from gateway.protocol.websocket import text_frame
+from gateway.realtime.disconnect import CREDENTIAL_REVOKED, Disconnect
 from gateway.store import keys
 from gateway.store.redis import Redis
 
@@ -54,7 +55,7 @@ class Subscriber(Protocol):
     def push(self, broadcast: Broadcast) -> None:
         """Queue an encoded message; must not block (a client that can't keep up is dropped)."""
 
-    def close(self, reason: str) -> None: ...
+    def close(self, why: Disconnect) -> None: ...
 
 
 class Broadcast:
@@ -157,7 +158,7 @@ class Hub:
 
     def close_session(self, digest: str) -> None:
         for conn in list(self._by_session.get(digest, ())):
-            conn.close("server namespace disconnect")
+            conn.close(CREDENTIAL_REVOKED)
 
     # -- dispatch ------------------------------------------------------------------------
     def dispatch(self, event: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from gateway.protocol import ProtocolError, State
 from gateway.protocol.jsonp import decode_form as jsonp_decode
 from gateway.protocol.jsonp import encode_response as jsonp_encode
 from gateway.realtime.carrier import Carrier
+from gateway.realtime.disconnect import PARSE_ERROR, TRANSPORT_ERROR
 
 MAX_POST_BYTES = 1_000_000  # the maxPayload we advertise
 UPGRADE_SETTLE_S = 0.1  # node's engine.io sends an upgrading session's noop every 100 ms
@@ -51,7 +52,7 @@ def first_response(conn: Carrier, request: Request) -> Response:
 async def get(conn: Carrier, request: Request) -> Response:
     if conn.polling:
         # Two GETs at once is a broken client; engine.io closes the session for it.
-        conn.close("transport error")
+        conn.close(TRANSPORT_ERROR)
         raise BadRequest("Overlapping long-poll requests for one session")
     if conn.session.state is State.PROBING:
         await _upgrade_settled(conn)
@@ -101,13 +102,13 @@ async def post(conn: Carrier, request: Request) -> Response:
         try:
             data = jsonp_decode(body)
         except ProtocolError:
-            conn.close("parse error")
+            conn.close(PARSE_ERROR)
             raise BadRequest("Malformed JSONP body") from None
     elif not request.headers.get("content-type", "").startswith("application/octet-stream"):
         try:
             data = body.decode("utf-8")
         except UnicodeDecodeError:
-            conn.close("parse error")
+            conn.close(PARSE_ERROR)
             raise BadRequest("Polling body is not UTF-8 text") from None
     conn.session.receive_payload(data, now=time.monotonic())
     conn.handle_events()

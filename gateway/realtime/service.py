@@ -16,15 +16,13 @@ from gateway.auth.principal import Principal
 from gateway.metrics import Metrics
 from gateway.protocol import Session, SessionConfig, dialect_for
 from gateway.realtime.connection import Connection, Sink
+from gateway.realtime.disconnect import SHUTDOWN, Disconnect
 from gateway.realtime.hub import Hub
 from gateway.settings import RealtimeSettings
 from gateway.store.entities import Entities
 from gateway.store.redis import Redis
 
 log = logging.getLogger(__name__)
-
-SHUTTING_DOWN = "server shutting down"
-
 
 class Realtime:
     def __init__(self, redis: Redis, *, settings: RealtimeSettings, entities: Entities,
@@ -47,7 +45,7 @@ class Realtime:
         self._timer = asyncio.create_task(self._heartbeat(), name="realtime-heartbeat")
 
     async def stop(self) -> None:
-        await self.close_all(SHUTTING_DOWN)
+        await self.close_all(SHUTDOWN)
         if self._timer:
             self._timer.cancel()
         await self.hub.stop()
@@ -77,11 +75,11 @@ class Realtime:
         self.metrics.connections.labels(str(conn.eio), old).dec()
         self.metrics.connections.labels(str(conn.eio), new).inc()
 
-    async def close_all(self, reason: str, grace_s: float = 2.0) -> None:
+    async def close_all(self, why: Disconnect, grace_s: float = 2.0) -> None:
         """Stop accepting; send every client its close packets; give transports a moment."""
         self.accepting = False
         for conn in list(self.connections.values()):
-            conn.close(reason)
+            conn.close(why)
         deadline = time.monotonic() + grace_s
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
