@@ -98,6 +98,13 @@ class Users:
         self._cache[user_id] = (now + CACHE_TTL_S, user)
         return user
 
+    def forget(self, user_id: str | None) -> None:
+        """Drop a cached record (every one with None): the user changed, maybe elsewhere."""
+        if user_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(user_id, None)
+
     async def by_login(self, login: str) -> User | None:
         user_id = as_bytes(await self._redis.hget(keys.USER_LOGINS, login))
         if not user_id:
