@@ -71,17 +71,19 @@ class AppContext:
         metrics = metrics or Metrics()
         events = EventPipeline(redis, history_size=settings.realtime.history_size, metrics=metrics)
         entities = Entities(redis, events)
+        ratelimiter = RateLimiter(redis, per_second=settings.ratelimit.per_second,
+                                  per_minute=settings.ratelimit.per_minute)
         guard = LoginGuard(redis, attempts=settings.auth.ban_attempts,
                            window_s=settings.auth.ban_window_s, ban_s=settings.auth.ban_s)
         return cls(
             settings=settings, redis=redis, metrics=metrics, users=users,
             sessions=sessions, tokens=tokens, apikeys=ApiKeys(redis), guard=guard,
             authenticator=Authenticator(users=users, sessions=sessions, tokens=tokens, guard=guard),
-            ratelimiter=RateLimiter(redis, per_second=settings.ratelimit.per_second,
-                                    per_minute=settings.ratelimit.per_minute),
+            ratelimiter=ratelimiter,
             events=events, entities=entities,
             realtime=Realtime(redis, settings=settings.realtime, entities=entities,
-                              metrics=metrics),
+                              metrics=metrics, ratelimiter=ratelimiter,
+                              forget_user=users.forget),
         )
 
 

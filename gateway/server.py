@@ -12,7 +12,8 @@ import uvicorn
 import uvloop
 from starlette.applications import Starlette
 
-from gateway.app import create_app
+from gateway.app import AppContext, create_app
+from gateway.realtime.disconnect import SHUTDOWN
 from gateway.realtime.fastws import bind as bind_websocket
 from gateway.settings import Settings
 from gateway.store.redis import EmbeddedRedis, connect, redact
@@ -47,9 +48,9 @@ class GatewayServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()
-        ctx = getattr(self._app.state, "ctx", None)
+        ctx: AppContext | None = getattr(self._app.state, "ctx", None)
         if ctx is not None:
-            await ctx.realtime.close_all("server shutting down", grace_s=3.0)
+            await ctx.realtime.close_all(SHUTDOWN, grace_s=3.0)
         await super().shutdown(sockets)
 
 

@@ -60,6 +60,7 @@ class RealtimeSettings:
     ping_interval_ms: int = 25000
     ping_timeout_ms: int = 60000
     history_size: int = 1000  # events kept per store for `since` recovery
+    max_subscriptions: int = 1000  # subscriptions one connection may hold at once
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ class Settings:
                 ping_interval_ms=env.get("GATEWAY_PING_INTERVAL_MS", _positive_int, 25000),
                 ping_timeout_ms=env.get("GATEWAY_PING_TIMEOUT_MS", _positive_int, 60000),
                 history_size=env.get("GATEWAY_HISTORY_SIZE", _positive_int, 1000),
+                max_subscriptions=env.get("GATEWAY_REALTIME_MAX_SUBSCRIPTIONS", _positive_int,
+                                          1000),
             ),
             hooks=HookSettings(
                 retry_schedule_s=env.get(

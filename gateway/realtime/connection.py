@@ -17,7 +17,6 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import ids
-from gateway.api.entities import RESERVED, STORE
 from gateway.auth.principal import Principal
 from gateway.events.history import BadSince
 from gateway.metrics import Metrics
@@ -31,7 +30,9 @@ from gateway.protocol import (
     Upgraded,
 )
 from gateway.realtime.disconnect import SLOW_CONSUMER, Disconnect
-from gateway.realtime.hub import Broadcast, Topic
+from gateway.api.entities import RESERVED, STORE  # interim: gateway.names.valid_store
+from gateway.realtime.cursor import Cursors, Topic
+from gateway.realtime.hub import Broadcast
 
 if TYPE_CHECKING:
     from gateway.realtime.service import Realtime
@@ -45,13 +46,17 @@ class Sink(Protocol):
 
 log = logging.getLogger(__name__)
 
+def valid_store(name: object) -> bool:
+    return isinstance(name, str) and STORE.fullmatch(name) is not None and name not in RESERVED
+
+
 def _failure(code: str, message: str) -> dict[str, Any]:
     return {"success": False, "code": code, "message": message}
 
 
 class Connection:
-    __slots__ = ("session", "principal", "transport", "realtime", "topics", "last_ids",
-                 "recovering", "wake", "pending", "pending_bytes", "closed", "close_reason",
+    __slots__ = ("session", "principal", "transport", "realtime", "topics", "cursors",
+                 "_replay_lock", "wake", "pending", "pending_bytes", "closed", "close_reason",
                  "opened_at", "polling", "sink", "_tasks", "__weakref__")
 
     def __init__(self, session: Session, principal: Principal, transport: str,
@@ -61,8 +66,8 @@ class Connection:
         self.transport = transport  # "polling" or "websocket"; changes on upgrade
         self.realtime = realtime
         self.topics: set[Topic] = set()
-        self.last_ids: dict[str, str] = {}
-        self.recovering: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        self.cursors = Cursors()
+        self._replay_lock: asyncio.Lock | None = None
         self.wake = asyncio.Event()
         self.pending = 0
         self.pending_bytes = 0
@@ -72,6 +77,14 @@ class Connection:
         self.polling = False  # a long-polling GET is waiting on this connection
         self.sink: Sink | None = None  # the websocket fast path writes directly, no task
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def replay_lock(self) -> asyncio.Lock:
+        """Made on the first `since`: most connections never replay, and 20k idle locks
+        would be memory for nothing."""
+        if self._replay_lock is None:
+            self._replay_lock = asyncio.Lock()
+        return self._replay_lock
 
     @property
     def sid(self) -> str:
@@ -169,7 +182,10 @@ class Connection:
 
     async def _on_client_event(self, event: EventReceived) -> None:
         try:
-            if event.name == "subscribe":
+            refusal = await self._over_rate_limit()
+            if refusal is not None:
+                answer = refusal
+            elif event.name == "subscribe":
                 answer = await self._subscribe(event.args)
             elif event.name == "unsubscribe":
                 answer = self._unsubscribe(event.args)
@@ -185,12 +201,23 @@ class Connection:
                 return  # the namespace was left meanwhile
             self.kick()
 
+    async def _over_rate_limit(self) -> dict[str, Any] | None:
+        """Client events count against the user's REST rate limits (contract §2)."""
+        limiter = self.realtime.ratelimiter
+        if limiter is None:
+            return None
+        decision = await limiter.admit(self.principal.user_id)
+        if decision.admitted:
+            return None
+        return _failure("429", "Rate limit exceeded (shared with this user's REST requests); "
+                               f"retry in {decision.retry_after_s} s")
+
     def _topic(self, args: tuple[Any, ...]) -> tuple[Topic, str | None] | dict[str, Any]:
         spec = args[0] if args else None
         if not isinstance(spec, dict):
             return _failure("400", 'Send an object: {"store": "orders"} or {"store": …, "id": …}')
         store, entity_id, since = spec.get("store"), spec.get("id"), spec.get("since")
-        if not isinstance(store, str) or not STORE.match(store) or store in RESERVED:
+        if not isinstance(store, str) or not valid_store(store):
             return _failure("400", "'store' must be a store name")
         if entity_id is not None and not ids.is_object_id(entity_id):
             return _failure("400", "'id' must be an entity id (24 lowercase hex characters)")
@@ -204,12 +231,19 @@ class Connection:
             return parsed
         topic, since = parsed
         store, entity_id = topic
+        limit = self.realtime.max_subscriptions
+        if topic not in self.topics and len(self.topics) >= limit:
+            return _failure("400", f"At most {limit} subscriptions per connection "
+                                   "(GATEWAY_REALTIME_MAX_SUBSCRIPTIONS); unsubscribe first")
         if entity_id is not None:
             entity = await self.realtime.entities.get(store, entity_id)
             if entity is None or not may_read(self.principal, entity):
                 return _failure("404", f"No entity {entity_id} in {store!r} that you may read")
         if self.closed:
             return _failure("400", "The connection is closed")
+        if topic not in self.topics and len(self.topics) >= limit:  # others got in meanwhile
+            return _failure("400", f"At most {limit} subscriptions per connection "
+                                   "(GATEWAY_REALTIME_MAX_SUBSCRIPTIONS); unsubscribe first")
         try:
             recovered = await self.realtime.hub.subscribe(self, topic, since)
         except BadSince:

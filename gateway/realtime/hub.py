@@ -5,14 +5,15 @@
                                                 │               └─ may_read(user, data)? once per
                                                 │                  user per event, not per socket
                                                 └─ frame encoded once ─► conn.push(frame)  (no await)
+    Redis PUBLISH gw:control ─► lifetimes.on_control (credentials ended, users changed)
 
 A connection receives an event when subscribed to its store or entity and its user may read
-the entity. Each connection remembers the last event id it was sent per store: recovery
-(`since`) and live delivery can overlap without duplicates, since ids sort as strings.
+the entity at that moment. Exactly once and in id order per store, whatever the client
+subscribes and however many `since` replays overlap: see `cursor.py`.
 
 The listener reconnects with backoff when Redis goes away; after it is back, it replays from
 each store's history what this process missed while disconnected, so subscribers see no gap as
-long as the events are still retained.
+long as the events are still retained, and re-checks every watched credential.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
-from gateway import codec
 from gateway.auth.principal import Principal
 from gateway.events import history
 from gateway.events.pipeline import decode_published
@@ -34,23 +34,31 @@ from gateway.metrics import Metrics
 from gateway.permissions import may_read
 from gateway.protocol import encode_broadcast
 from gateway.protocol.websocket import text_frame
-from gateway.realtime.disconnect import CREDENTIAL_REVOKED, Disconnect
-from gateway.store import keys
+from gateway.realtime.cursor import Cursors, Event, StoreCursor, Topic, matches, merge_by_id
+from gateway.realtime.disconnect import Disconnect
+from gateway.realtime.lifetimes import Lifetimes
+from gateway.store import control, keys
 from gateway.store.redis import Redis
 
 log = logging.getLogger(__name__)
 
-Topic = tuple[str, str | None]
-MAX_BURST = 256  # events dispatched between two writes to a socket, at most  # (store, entity id or None for the whole store)
+MAX_BURST = 256  # events dispatched between two writes to a socket, at most
+REPLAY_SLICE = 128  # replayed events sent between two turns of the event loop
 
 
 class Subscriber(Protocol):
     """What the hub needs of a connection; transports implement it."""
 
     principal: Principal
-    last_ids: dict[str, str]  # store -> id of the last event sent to it
     topics: set[Topic]
-    recovering: dict[str, list[tuple[str, dict[str, Any]]]]  # store -> buffered live events
+    cursors: Cursors
+
+    @property
+    def replay_lock(self) -> asyncio.Lock:
+        """One `since` replay at a time per connection."""
+
+    @property
+    def closed(self) -> bool: ...
 
     def push(self, broadcast: Broadcast) -> None:
         """Queue an encoded message; must not block (a client that can't keep up is dropped)."""
@@ -76,16 +84,17 @@ class Broadcast:
         return frame
 
 
-def encode_event(event: dict[str, Any]) -> Broadcast:
+def encode_event(event: Event) -> Broadcast:
     return Broadcast(encode_broadcast("/", event["type"], event))
 
 
 class Hub:
-    def __init__(self, redis: Redis, *, metrics: Metrics) -> None:
+    def __init__(self, redis: Redis, *, metrics: Metrics, lifetimes: Lifetimes | None = None,
+                 ) -> None:
         self._redis = redis
         self._metrics = metrics
+        self.lifetimes = lifetimes or Lifetimes()
         self._rooms: dict[Topic, set[Subscriber]] = {}
-        self._by_session: dict[str, set[Subscriber]] = {}
         self._last_seen: dict[str, str] = {}  # store -> newest event id this process received
         # Redis's clock (ms) when the listener last subscribed: a store with no event seen
         # since then had none until the connection broke, so its catch-up starts there.
@@ -95,73 +104,104 @@ class Hub:
 
     # -- connections ---------------------------------------------------------------------
     def register(self, conn: Subscriber) -> None:
-        digest = conn.principal.session_digest
-        if digest:
-            self._by_session.setdefault(digest, set()).add(conn)
+        self.lifetimes.register(conn)
 
     def unregister(self, conn: Subscriber) -> None:
         for topic in list(conn.topics):
             self.leave(conn, topic)
-        digest = conn.principal.session_digest
-        if digest and digest in self._by_session:
-            self._by_session[digest].discard(conn)
-            if not self._by_session[digest]:
-                del self._by_session[digest]
+        self.lifetimes.unregister(conn)
 
     def join(self, conn: Subscriber, topic: Topic) -> None:
+        if topic in conn.topics:
+            return
         self._rooms.setdefault(topic, set()).add(conn)
         conn.topics.add(topic)
+        conn.cursors.joined(topic[0])
 
     def leave(self, conn: Subscriber, topic: Topic) -> None:
+        if topic not in conn.topics:
+            return
         room = self._rooms.get(topic)
         if room is not None:
             room.discard(conn)
             if not room:
                 del self._rooms[topic]
         conn.topics.discard(topic)
+        conn.cursors.left(topic[0])
 
     async def subscribe(self, conn: Subscriber, topic: Topic, since: str | None) -> bool | None:
         """Join a topic; with `since`, replay retained events first. Returns `recovered`."""
-        store = topic[0]
         if since is None:
             self.join(conn, topic)
             return None
-        # Buffer live events for this store while the history is read, then replay both in
-        # order: anything the history misses arrives live after the read (gap-free), and
-        # anything in both is dropped by the last-id check (duplicate-free).
-        conn.recovering.setdefault(store, [])
+        async with conn.replay_lock:  # a flood of replays queues behind one
+            if conn.closed:
+                return False
+            return await self._replay(conn, topic, since)
+
+    async def _replay(self, conn: Subscriber, topic: Topic, since: str) -> bool:
+        store = topic[0]
+        cursor = conn.cursors.get(store)
+        offered_before = cursor.sent_up_to
+        held_topics = {t for t in conn.topics if t[0] == store}  # before this subscribe
+        newly = topic not in conn.topics
+        cursor.held = []
         self.join(conn, topic)
         try:
             replay = await history.events_after(self._redis, store, since)
         except BaseException:
-            conn.recovering.pop(store, None)
-            self.leave(conn, topic)
+            if newly:
+                self.leave(conn, topic)
+            self._release(conn, cursor)
             raise
-        # The client asked for everything after `since` on this topic: replay it all, even
-        # what another of its topics in the store already delivered.
-        # The live filter moves up to the last event replayed, never to `since` itself: a
-        # `since` from another store, or the future, is not an id this store's later events
-        # must exceed (they would be held back until they did).
-        replayed_up_to = ""
+        # Events behind what the connection was already offered can't be sent without breaking
+        # the store's order; if one was for this subscription alone, say it wasn't recovered.
+        recovered = replay.recovered
         for event in replay.events:
-            if topic[1] is None or event.get("entityId") == topic[1]:
-                self._send(conn, event, encode_event(event), {}, replay=True)
-            replayed_up_to = event["id"]
-        if conn.last_ids.get(store, "") < replayed_up_to:
-            conn.last_ids[store] = replayed_up_to
-        for _, event in conn.recovering.pop(store, []):
-            self._deliver_one(conn, event)
-        return replay.recovered
+            if event["id"] > offered_before:
+                break
+            if matches(topic, event) and not any(matches(t, event) for t in held_topics):
+                recovered = False
+                break
+        pending = merge_by_id(replay.events, cursor.held)
+        cursor.held = []
+        sent = 0
+        for index, event in enumerate(pending, 1):
+            event_id = event["id"]
+            if event_id <= cursor.sent_up_to:
+                continue
+            if (event_id > since and matches(topic, event)) or \
+                    any(matches(t, event) for t in conn.topics if t != topic):
+                sent += self._offer(conn, cursor, event, encode_event(event), {})
+            else:
+                cursor.sent_up_to = event_id
+            if index % REPLAY_SLICE == 0:
+                await asyncio.sleep(0)  # others' live events go out between slices
+                if conn.closed:
+                    break
+        self._release(conn, cursor)
+        if sent:
+            self._metrics.messages_delivered.inc(sent)
+        return recovered
+
+    def _release(self, conn: Subscriber, cursor: StoreCursor) -> None:
+        """Stop holding: offer what arrived meanwhile (synchronously, so nothing slips
+        between the last look and the end of holding)."""
+        sent = 0
+        while cursor.held:
+            held, cursor.held = cursor.held, []
+            for event in held:
+                if event["id"] > cursor.sent_up_to and any(matches(t, event) for t in conn.topics):
+                    sent += self._offer(conn, cursor, event, encode_event(event), {})
+        cursor.held = None
+        if sent:
+            self._metrics.messages_delivered.inc(sent)
 
     def unsubscribe(self, conn: Subscriber, topic: Topic) -> None:
         self.leave(conn, topic)
 
-    def close_session(self, digest: str) -> None:
-        for conn in list(self._by_session.get(digest, ())):
-            conn.close(CREDENTIAL_REVOKED)
-
     # -- dispatch ------------------------------------------------------------------------
-    def dispatch(self, event: dict[str, Any]) -> None:
+    def dispatch(self, event: Event) -> None:
         store = event.get("store")
         if not isinstance(store, str):
             return
@@ -177,39 +217,30 @@ class Hub:
         readable: dict[str, bool] = {}
         delivered = 0
         for conn in _union(whole, single):
-            buffer = conn.recovering.get(store)
-            if buffer is not None:
-                buffer.append((event_id, event))
+            cursor = conn.cursors.get(store)
+            if cursor.held is not None:
+                cursor.held.append(event)  # a replay is reading the history: after it
                 continue
-            delivered += self._send(conn, event, frame, readable)
+            if cursor.sent_up_to >= event_id:
+                continue  # a replay already sent it
+            delivered += self._offer(conn, cursor, event, frame, readable)
         if delivered:
             self._metrics.messages_delivered.inc(delivered)
             timestamp = event.get("timestamp")
             if isinstance(timestamp, int):
                 self._metrics.delivery_latency.observe(max(0.0, time.time() - timestamp / 1000))
 
-    def _deliver_one(self, conn: Subscriber, event: dict[str, Any]) -> None:
-        store, entity_id = event["store"], event.get("entityId")
-        if (store, None) in conn.topics or (entity_id and (store, entity_id) in conn.topics):
-            if self._send(conn, event, encode_event(event), {}):
-                self._metrics.messages_delivered.inc()
-
     @staticmethod
-    def _send(conn: Subscriber, event: dict[str, Any], frame: Broadcast,
-              readable: dict[str, bool], *, replay: bool = False) -> int:
-        store, event_id = event["store"], event["id"]
-        if not replay and conn.last_ids.get(store, "") >= event_id:
-            return 0  # already sent (recovery and live overlapped)
+    def _offer(conn: Subscriber, cursor: StoreCursor, event: Event, frame: Broadcast,
+               readable: dict[str, bool]) -> int:
+        """Send the event if the connection's user may read it now; either way it is behind
+        the connection's cursor from now on."""
+        cursor.sent_up_to = event["id"]
         who = conn.principal
         allowed = readable.get(who.user_id)
         if allowed is None:
             data = event.get("data")
             allowed = readable[who.user_id] = isinstance(data, dict) and may_read(who, data)
-        if replay:
-            if conn.last_ids.get(store, "") < event_id:
-                conn.last_ids[store] = event_id
-        else:
-            conn.last_ids[store] = event_id
         if not allowed:
             return 0
         conn.push(frame)
@@ -236,6 +267,7 @@ class Hub:
                 await pubsub.subscribe(keys.EVENTS_CHANNEL, keys.CONTROL_CHANNEL)
                 seconds, micros = await self._redis.time()
                 if not first:
+                    await self.lifetimes.revalidate(self._redis)
                     await self._catch_up()
                 first = False
                 self._subscribed_at_ms = seconds * 1000 + micros // 1000
@@ -282,9 +314,9 @@ class Hub:
                 self._metrics.events_received.inc()
                 self.dispatch(decode_published(data))
             elif channel == keys.CONTROL_CHANNEL.encode():
-                control = codec.unpack(data)
-                if "revoke" in control:
-                    self.close_session(control["revoke"])
+                signal = control.decode(data)
+                if signal is not None:
+                    self.lifetimes.on_control(signal)
         except Exception:
             log.exception("bad realtime message", extra={"channel": channel})
 
@@ -294,7 +326,7 @@ class Hub:
         Replayed oldest first across stores too (ids from one Redis clock compare across
         streams), so a client watching several stores sees them in the order they happened.
         """
-        missed: list[dict[str, Any]] = []
+        missed: list[Event] = []
         for store in {store for store, _ in self._rooms}:
             since = self._last_seen.get(store)
             if since is None:

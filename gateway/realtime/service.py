@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 
 from gateway.auth.principal import Principal
 from gateway.metrics import Metrics
@@ -18,6 +19,8 @@ from gateway.protocol import Session, SessionConfig, dialect_for
 from gateway.realtime.connection import Connection, Sink
 from gateway.realtime.disconnect import SHUTDOWN, Disconnect
 from gateway.realtime.hub import Hub
+from gateway.realtime.lifetimes import Lifetimes
+from gateway.ratelimit import RateLimiter
 from gateway.settings import RealtimeSettings
 from gateway.store.entities import Entities
 from gateway.store.redis import Redis
@@ -27,8 +30,12 @@ log = logging.getLogger(__name__)
 class Realtime:
     def __init__(self, redis: Redis, *, settings: RealtimeSettings, entities: Entities,
                  metrics: Metrics, max_pending: int = 1000,
-                 max_pending_bytes: int = 8 * 1024 * 1024) -> None:
-        self.hub = Hub(redis, metrics=metrics)
+                 max_pending_bytes: int = 8 * 1024 * 1024,
+                 ratelimiter: RateLimiter | None = None,
+                 forget_user: Callable[[str | None], None] = lambda _: None) -> None:
+        self.hub = Hub(redis, metrics=metrics, lifetimes=Lifetimes(forget_user=forget_user))
+        self.ratelimiter = ratelimiter  # client events count against the user's limits
+        self.max_subscriptions = settings.max_subscriptions
         self.entities = entities
         self.metrics = metrics
         self.max_pending = max_pending  # messages queued for a polling client, at most
