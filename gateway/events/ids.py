@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-EVENT_ID = re.compile(r"^(\d{13})-(\d{6})$")
+# [0-9], not \d (which takes any Unicode digit), matched whole (`$` would allow a final "\n")
+EVENT_ID = re.compile(r"([0-9]{13})-([0-9]{6})")
 
 
 def from_stream_id(stream_id: bytes | str) -> str:
@@ -20,7 +21,7 @@ def from_stream_id(stream_id: bytes | str) -> str:
 
 def to_stream_id(event_id: str) -> str | None:
     """The stream id for an event id, or None when it is not one of ours."""
-    match = EVENT_ID.match(event_id)
+    match = EVENT_ID.fullmatch(event_id)
     if match is None:
         return None
     return f"{int(match.group(1))}-{int(match.group(2))}"

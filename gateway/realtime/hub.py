@@ -147,8 +147,13 @@ class Hub:
         newly = topic not in conn.topics
         cursor.held = []
         self.join(conn, topic)
+        # When a subscription the connection already holds covers this one, everything up to
+        # what it was offered needs no second look: a flood of replays of one store reads
+        # only what is new.
+        covered = (store, None) in held_topics or topic in held_topics
         try:
-            replay = await history.events_after(self._redis, store, since)
+            replay = await history.events_after(
+                self._redis, store, since, skip_to=offered_before if covered else None)
         except BaseException:
             if newly:
                 self.leave(conn, topic)
@@ -170,8 +175,8 @@ class Hub:
             event_id = event["id"]
             if event_id <= cursor.sent_up_to:
                 continue
-            if (event_id > since and matches(topic, event)) or \
-                    any(matches(t, event) for t in conn.topics if t != topic):
+            if any(matches(t, event) for t in conn.topics if t != topic) or \
+                    (event_id > since and topic in conn.topics and matches(topic, event)):
                 sent += self._offer(conn, cursor, event, encode_event(event), {})
             else:
                 cursor.sent_up_to = event_id
