@@ -39,7 +39,7 @@ async def login(request: Request) -> Response:
     await ctx.authenticator.check_ban(address)
     body = await read_json_object(request)
     user = await ctx.authenticator.login(body.get("login"), body.get("password"), address)
-    sid, expires_ms = await ctx.sessions.create(user.id)
+    sid, expires_ms = await ctx.sessions.create(user.id, password_hash=user.password_hash)
     response = JSONResponse({"success": True})
     response.headers.append("set-cookie", _session_cookie(sid, expires_ms, _is_https(request)))
     return response
@@ -49,16 +49,16 @@ async def logout(request: Request) -> Response:
     ctx = context(request)
     who = await principal(request)
     if who.session_digest:
-        await ctx.sessions.revoke(who.session_digest)
+        await ctx.sessions.revoke(who.session_digest, user_id=who.user_id)
     elif who.token_digest:
-        await ctx.tokens.revoke(who.token_digest)
+        await ctx.tokens.revoke(who.token_digest, user_id=who.user_id)
     # A browser may send other credentials beside its cookie (Authorization wins in
     # authenticate); logging out must still end the session the cookie names.
     sid = request.cookies.get(SESSION_COOKIE)
     if sid and not who.session_digest:
         found = await ctx.sessions.user_for(sid)
         if found is not None and found[0] == who.user_id:
-            await ctx.sessions.revoke(found[1])
+            await ctx.sessions.revoke(found[1], user_id=who.user_id)
     response = JSONResponse({"success": True})
     response.headers.append(
         "set-cookie",
@@ -74,7 +74,8 @@ async def login_token(request: Request) -> Response:
     body = await read_json_object(request)
     user = await ctx.authenticator.login(body.get("login"), body.get("password"), address)
     token, issued, expires = await ctx.tokens.issue(
-        user.id, kind="login", scope=FULL_SCOPE, ttl_s=ctx.settings.auth.token_ttl_s
+        user.id, kind="login", scope=FULL_SCOPE, ttl_s=ctx.settings.auth.token_ttl_s,
+        password_hash=user.password_hash,
     )
     return JSONResponse(
         {"success": True, "type": "access", "token": token, "issuedAt": issued, "expiresAt": expires}
@@ -109,9 +110,16 @@ async def apikey_exchange(request: Request) -> Response:
 async def one_time_token(request: Request) -> Response:
     ctx = context(request)
     who = await principal(request)
+    password_hash = None
+    if who.credential.kind == "basic":
+        # Basic has no key of its own to outlive: the token must not outlive the password.
+        user = await ctx.users.get(who.user_id)
+        if user is None:
+            raise Unauthorized("The user behind these credentials no longer exists")
+        password_hash = user.password_hash
     token, _, expires = await ctx.tokens.issue(
         who.user_id, kind="once", scope=who.scope, ttl_s=ctx.settings.auth.one_time_token_ttl_s,
-        issuer=who.credential,
+        issuer=who.credential, password_hash=password_hash,
     )
     return JSONResponse({"token": token, "expiresAt": expires})
 

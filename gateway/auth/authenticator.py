@@ -27,30 +27,47 @@ SESSION_COOKIE = "sid"
 
 
 class _VerifiedPasswords:
-    """Recently verified Basic credentials, so Basic auth costs one argon2 hash a minute.
+    """Recently verified Basic credentials, so Basic auth costs about one argon2 hash a minute.
 
     Keyed by an HMAC under a per-process random key: the cache holds nothing that would let
     anyone recover or replay a password.
+
+    Each entry remembers the password hash it was verified against, and counts only while this
+    process's cached record of the user (`Users.peek`) still has that very hash. A new password
+    (or a disabled or deleted user) reaches that cache through the control channel on every
+    process (the realtime hub calls `Users.forget`), so an old password stops working there as
+    soon as the change is heard of, and at the latest when the cached record expires
+    (`users.CACHE_TTL_S`) — never after 60 s of its own.
     """
 
-    def __init__(self, ttl_s: float = 60.0, size: int = 4096) -> None:
+    def __init__(self, users: Users, ttl_s: float = 60.0, size: int = 4096) -> None:
+        self._users = users
         self._key = os.urandom(32)
         self._ttl_s = ttl_s
         self._size = size
-        self._entries: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
+        self._entries: OrderedDict[bytes, tuple[float, str, str]] = OrderedDict()
 
     def _fingerprint(self, login: str, password: str) -> bytes:
         return hmac.new(self._key, f"{login}\0{password}".encode(), hashlib.sha256).digest()
 
     def get(self, login: str, password: str) -> str | None:
+        """The user id, if this login and password were verified against the user's current
+        password hash; else None (verify again)."""
         fingerprint = self._fingerprint(login, password)
         entry = self._entries.get(fingerprint)
         if entry is None or entry[0] < time.monotonic():
             return None
-        return entry[1]
+        _, user_id, verified_hash = entry
+        current = self._users.peek(user_id)
+        if current is None or not hmac.compare_digest(current.password_hash, verified_hash):
+            return None
+        return user_id
 
-    def put(self, login: str, password: str, user_id: str) -> None:
-        self._entries[self._fingerprint(login, password)] = (time.monotonic() + self._ttl_s, user_id)
+    def put(self, login: str, password: str, user: User) -> None:
+        """Remember that `password` matched `user.password_hash` (the record it was checked
+        against, not whatever the cache holds by now)."""
+        entry = (time.monotonic() + self._ttl_s, user.id, user.password_hash)
+        self._entries[self._fingerprint(login, password)] = entry
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
 
@@ -62,7 +79,7 @@ class Authenticator:
         self.sessions = sessions
         self.tokens = tokens
         self.guard = guard
-        self._verified = _VerifiedPasswords()
+        self._verified = _VerifiedPasswords(users)
 
     async def check_ban(self, address: str) -> None:
         if await self.guard.is_banned(address):
@@ -90,7 +107,7 @@ class Authenticator:
         if not await verify_password(user.password_hash if user else None, password) or not user:
             await self.guard.record_failure(address)
             raise Unauthorized("Wrong login or password")
-        return user
+        return self._enabled(user)
 
     async def authenticate(
         self, *, headers: Mapping[str, str], cookies: Mapping[str, str], address: str,
@@ -153,7 +170,7 @@ class Authenticator:
         user_id = self._verified.get(login, password)
         if user_id is None:
             user = await self.login(login, password, address)
-            self._verified.put(login, password, user.id)
+            self._verified.put(login, password, user)
         else:
             user = await self._user(user_id)
         return self._principal(user, FULL_SCOPE, via="basic", credential=BASIC)
@@ -162,6 +179,14 @@ class Authenticator:
         user = await self.users.get(user_id)
         if user is None:
             raise Unauthorized("The user behind these credentials no longer exists")
+        return self._enabled(user)
+
+    @staticmethod
+    def _enabled(user: User) -> User:
+        # Told only after the right password (or a live credential): a wrong password never
+        # learns whether an account exists or is disabled.
+        if user.disabled:
+            raise Unauthorized("This account is disabled; an administrator can enable it again")
         return user
 
     @staticmethod

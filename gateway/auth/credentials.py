@@ -10,6 +10,14 @@
 
 Looking a secret up by its digest needs no comparison of secrets at all; the API key, looked up
 by its public id, is compared with `hmac.compare_digest`.
+
+Every session and token is also filed under its user (`gw:user-sessions:<user>`,
+`gw:user-tokens:<user>`, sorted sets of digests by expiry) and an access token under its API
+key (`gw:apikey-tokens:<id>`), in the same script that creates it, so a password change, a
+disabled or deleted user (gateway.store.users) or a deleted key can end each one. That script
+also checks that what vouched for the new credential still holds — the user exists, is not
+disabled and still has the password just verified; the issuing session, token or API key still
+exists — so a credential can't be born just after the revocation that should have ended it.
 """
 
 from __future__ import annotations
@@ -20,9 +28,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from redis.commands.core import AsyncScript
+
 from gateway import codec, ids
 from gateway.auth.principal import Credential
-from gateway.store import keys
+from gateway.exceptions import Unauthorized
+from gateway.store import control, keys
 from gateway.store.redis import Redis
 from gateway.store.replies import as_bytes
 
@@ -36,18 +47,75 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# KEYS: 1 the new credential, 2 the user's index of such credentials, 3 gw:users,
+#       4 what must still exist (the issuer's key, or gw:apikeys), 5 the API key's token index.
+#       Unused slots repeat KEYS[1]/KEYS[2].
+# ARGV: 1 value, 2 lifetime (ms), 3 user id, 4 digest, 5 the password hash that must still be
+#       the user's ('' for any), 6 '' | 'key' (KEYS[4] must exist) | 'field' (KEYS[4] must hold
+#       field ARGV[7]).
+# Returns the issue time (ms, Redis's clock: one clock for every process's index scores), or
+# 0 no such user, -1 disabled, -2 password changed, -3 issuer gone.
+_ISSUE = """
+local raw = redis.call('HGET', KEYS[3], ARGV[3])
+if not raw then return 0 end
+local user = cmsgpack.unpack(raw)
+if user['disabled'] then return -1 end
+if ARGV[5] ~= '' and user['password'] ~= ARGV[5] then return -2 end
+if ARGV[6] == 'key' and redis.call('EXISTS', KEYS[4]) == 0 then return -3 end
+if ARGV[6] == 'field' and redis.call('HEXISTS', KEYS[4], ARGV[7]) == 0 then return -3 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+local function file_under(index)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  redis.call('ZADD', index, now + ttl, ARGV[4])
+  if redis.call('PTTL', index) < ttl then redis.call('PEXPIRE', index, ttl) end
+end
+file_under(KEYS[2])
+if KEYS[5] ~= KEYS[2] then file_under(KEYS[5]) end
+return now
+"""
+
+_REFUSED = {
+    0: "The user behind these credentials no longer exists",
+    -1: "This account is disabled; an administrator can enable it again",
+    -2: "The password was changed meanwhile; log in again",
+    -3: "The credential this was asked with has ended; log in again",
+}
+
+
+async def _issue(script: AsyncScript, *, key: str, index: str, value: bytes | str,
+                 ttl_s: int, user_id: str, digest: str, password_hash: str | None = None,
+                 requires: str | None = None, requires_field: str | None = None,
+                 second_index: str | None = None) -> int:
+    """Run _ISSUE; the issue time (ms), or Unauthorized saying what no longer holds."""
+    check = "" if requires is None else ("field" if requires_field else "key")
+    issued = int(await script(
+        keys=[key, index, keys.USERS, requires or key, second_index or index],
+        args=[value, ttl_s * 1000, user_id, digest, password_hash or "", check,
+              requires_field or ""]))
+    if issued <= 0:
+        raise Unauthorized(_REFUSED[issued])
+    return issued
+
+
 class Sessions:
     def __init__(self, redis: Redis, *, ttl_s: int) -> None:
         self._redis = redis
         self.ttl_s = ttl_s
+        self._issue = redis.register_script(_ISSUE)
 
-    async def create(self, user_id: str) -> tuple[str, int]:
-        """A new session id and its expiry (ms since the epoch)."""
+    async def create(self, user_id: str, *, password_hash: str) -> tuple[str, int]:
+        """A new session id and its expiry (ms since the epoch), for a user whose password
+        (`password_hash`) was just verified: refused if it changed meanwhile."""
         sid = ids.secret_token()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.session(ids.digest(sid)), user_id, ex=self.ttl_s)
-            await pipe.execute()
-        return sid, now_ms() + self.ttl_s * 1000
+        digest = ids.digest(sid)
+        issued = await _issue(self._issue, key=keys.session(digest),
+                              index=keys.user_sessions(user_id), value=user_id,
+                              ttl_s=self.ttl_s, user_id=user_id, digest=digest,
+                              password_hash=password_hash)
+        return sid, issued + self.ttl_s * 1000
 
     @staticmethod
     def key_for(sid: str) -> tuple[str, str]:
@@ -61,11 +129,13 @@ class Sessions:
         user_id = as_bytes(await self._redis.get(key))
         return (user_id.decode(), digest) if user_id else None
 
-    async def revoke(self, digest: str) -> None:
+    async def revoke(self, digest: str, *, user_id: str) -> None:
         """Delete the session and tell every gateway process to close its connections."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.session(digest))
-            pipe.publish(keys.CONTROL_CHANNEL, codec.pack({"revoke": digest}))
+            pipe.zrem(keys.user_sessions(user_id), digest)
+            pipe.publish(keys.CONTROL_CHANNEL,
+                         control.encode(control.CredentialEnded("session", digest)))
             await pipe.execute()
 
 
@@ -94,21 +164,36 @@ def _unpack_credential(value: dict[str, Any]) -> Credential:
 class Tokens:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._issue = redis.register_script(_ISSUE)
 
     async def issue(self, user_id: str, *, kind: TokenKind, scope: frozenset[str], ttl_s: int,
-                    extra: dict[str, Any] | None = None,
-                    issuer: Credential | None = None) -> tuple[str, int, int]:
+                    extra: dict[str, Any] | None = None, issuer: Credential | None = None,
+                    password_hash: str | None = None) -> tuple[str, int, int]:
         """A new token, its issue time and its expiry (both ms since the epoch).
 
-        A one-time token records its `issuer`: the connection it opens lives as long as that.
+        What vouches for it must still hold when it is stored, or Unauthorized: for a login
+        token the user's password (`password_hash`, just verified); for an access token its API
+        key (`extra["key"]`); for a one-time token its `issuer` — a session or token that still
+        exists, or for Basic the user's password hash. A one-time token records its issuer: the
+        connection it opens lives as long as that.
         """
         prefix = {"login": LOGIN_TOKEN, "access": ACCESS_TOKEN, "once": ONE_TIME_TOKEN}[kind]
         token = ids.secret_token(prefix)
-        issued = now_ms()
+        digest = ids.digest(token)
         record = {"u": user_id, "s": sorted(scope), "k": kind, **(extra or {})}
         if issuer is not None:
             record["i"] = _pack_credential(issuer)
-        await self._redis.set(keys.token(ids.digest(token)), codec.pack(record), ex=ttl_s)
+        apikey_id = record.get("key")
+        requires = requires_field = second_index = None
+        if apikey_id is not None:
+            requires, requires_field = keys.APIKEYS, str(apikey_id)
+            second_index = keys.apikey_tokens(str(apikey_id))
+        elif issuer is not None and issuer.digest:
+            requires = (keys.session if issuer.kind == "session" else keys.token)(issuer.digest)
+        issued = await _issue(self._issue, key=keys.token(digest), index=keys.user_tokens(user_id),
+                              value=codec.pack(record), ttl_s=ttl_s, user_id=user_id,
+                              digest=digest, password_hash=password_hash, requires=requires,
+                              requires_field=requires_field, second_index=second_index)
         return token, issued, issued + ttl_s * 1000
 
     @staticmethod
@@ -157,8 +242,14 @@ class Tokens:
                 return bool(await self._redis.hexists(keys.APIKEYS, credential.apikey_id))
         return True
 
-    async def revoke(self, digest: str) -> None:
-        await self._redis.delete(keys.token(digest))
+    async def revoke(self, digest: str, *, user_id: str) -> None:
+        """Delete the token and tell every gateway process to close its connections."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.token(digest))
+            pipe.zrem(keys.user_tokens(user_id), digest)
+            pipe.publish(keys.CONTROL_CHANNEL,
+                         control.encode(control.CredentialEnded("token", digest)))
+            await pipe.execute()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +263,24 @@ class ApiKey:
         return {"id": self.id, "scope": self.scope, "createdAt": self.created_at}
 
 
+# KEYS: 1 gw:apikeys, 2 the owner's key set, 3 the key's token index. ARGV: 1 key id, 2 the
+# token key prefix, 3 the control channel, 4 the message. 1 deleted, 0 already gone.
+_DELETE_APIKEY = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SREM', KEYS[2], ARGV[1])
+for _, digest in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  redis.call('DEL', ARGV[2] .. digest)
+end
+redis.call('DEL', KEYS[3])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
+
+
 class ApiKeys:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._delete = redis.register_script(_DELETE_APIKEY)
 
     async def create(self, user_id: str, scope: str) -> tuple[ApiKey, str]:
         key_id = uuid.uuid4().hex[:16]
@@ -219,8 +325,10 @@ class ApiKeys:
         record = codec.unpack(raw)
         return ApiKey(key_id, record["u"], record["s"], record["c"])
 
-    async def delete(self, apikey: ApiKey) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(keys.APIKEYS, apikey.id)
-            pipe.srem(keys.user_apikeys(apikey.user_id), apikey.id)
-            await pipe.execute()
+    async def delete(self, apikey: ApiKey) -> bool:
+        """Delete the key and every access token exchanged for it, and tell every gateway
+        process to close their connections, in one step; False if it was already gone."""
+        return bool(await self._delete(
+            keys=[keys.APIKEYS, keys.user_apikeys(apikey.user_id), keys.apikey_tokens(apikey.id)],
+            args=[apikey.id, keys.token(""), keys.CONTROL_CHANNEL,
+                  control.encode(control.ApiKeyDeleted(apikey.id))]))

@@ -19,7 +19,16 @@ def session(sid_digest: str) -> str:
 
 
 def user_sessions(user_id: str) -> str:
+    """Sorted set of a user's session digests, scored by expiry (ms): what to revoke when the
+    user's password changes or the user is disabled or deleted. Pruned of expired members on
+    every add; the key itself expires with its last member."""
     return f"{PREFIX}user-sessions:{user_id}"
+
+
+def user_tokens(user_id: str) -> str:
+    """Sorted set of a user's token digests (login, API-key access and one-time tokens),
+    scored by expiry (ms), kept like `user_sessions`."""
+    return f"{PREFIX}user-tokens:{user_id}"
 
 
 def token(token_digest: str) -> str:
@@ -32,6 +41,12 @@ APIKEYS = PREFIX + "apikeys"  # hash: key id -> msgpack {user, scope, digest, cr
 
 def user_apikeys(user_id: str) -> str:
     return f"{PREFIX}user-apikeys:{user_id}"
+
+
+def apikey_tokens(key_id: str) -> str:
+    """Sorted set of the access-token digests exchanged for one API key, scored by expiry (ms):
+    deleting the key deletes them."""
+    return f"{PREFIX}apikey-tokens:{key_id}"
 
 
 def ratelimit(user_id: str, window: str) -> str:
