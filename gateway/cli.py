@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,10 @@ examples:
   gateway serve --port 8000
   gateway users create alice --password s3cret --groups staff,eu
   gateway users create root --password s3cret --admin
+  gateway users list
+  gateway users update alice --groups staff --roles publisher
+  gateway users update alice --disabled true
+  gateway users delete alice
   gateway apikeys create alice --scope read
   GATEWAY_REDIS_URL=redis://localhost:6379/0 gateway worker
 """
@@ -71,6 +76,39 @@ def build_parser() -> argparse.ArgumentParser:
                              help="role publisher: may POST /api/v1/events")
     create_user.add_argument("--groups", default="", help="comma-separated groups, e.g. staff,eu")
 
+    list_users = users.add_parser("list", help="list every user",
+                                  description="List every user: id, login, roles, groups and "
+                                              "whether the account is disabled (never passwords).")
+    list_users.add_argument("--json", action="store_true",
+                            help="one JSON array, as GET /api/v1/users answers")
+
+    update_user = users.add_parser(
+        "update", help="change a user's password, groups, roles or disabled state",
+        description="Change what is given, leave the rest. A new password or --disabled true\n"
+                    "revokes every session, token and API key of the user at once and closes\n"
+                    "their realtime connections on every gateway process.",
+        epilog="examples:\n  gateway users update alice --password n3w-s3cret\n"
+               "  gateway users update alice --groups staff,eu --roles publisher\n"
+               "  gateway users update alice --groups '' --roles ''   (none of either)\n"
+               "  gateway users update alice --disabled true",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    update_user.add_argument("login")
+    update_user.add_argument("--password", help="a new password (revokes every credential)")
+    update_user.add_argument("--groups", help="comma-separated groups replacing the current "
+                                              "ones; '' for none")
+    update_user.add_argument("--roles", help="comma-separated roles replacing the current ones "
+                                             "(admin, readonly, publisher); '' for none")
+    update_user.add_argument("--disabled", type=str.lower, choices=["true", "false"],
+                             help="true: the user can't authenticate, and every credential is "
+                                  "revoked; false: enabled again")
+
+    delete_user = users.add_parser(
+        "delete", help="delete a user",
+        description="Delete a user: every session, token and API key is revoked, realtime "
+                    "connections are closed, the user's hooks are deleted and the login is free "
+                    "again. Entities the user created are kept.")
+    delete_user.add_argument("login")
+
     apikeys = commands.add_parser("apikeys", help="manage API keys").add_subparsers(
         dest="action", metavar="ACTION", required=True)
     create_key = apikeys.add_parser(
@@ -95,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             from gateway.server import run_worker
             return run_worker(settings)
         if args.command == "users":
-            return with_redis(settings, lambda redis: create_user(redis, args))
+            action = {"create": create_user, "list": list_users, "update": update_user,
+                      "delete": delete_user}[args.action]
+            return with_redis(settings, lambda redis: action(redis, args))
         if args.command == "apikeys":
             return with_redis(settings, lambda redis: create_apikey(redis, args))
     except ConfigError as exc:
@@ -148,6 +188,79 @@ async def create_user(redis: Redis, args: Any) -> int:
         print(f"gateway: a user with login {args.login!r} already exists", file=sys.stderr)
         return 1
     print(f"created user {user.login} ({user.id}) roles={roles} groups={groups}")
+    return 0
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+async def list_users(redis: Redis, args: Any) -> int:
+    from gateway.store.users import Users
+
+    users = await Users(redis).list_all()
+    if args.json:
+        print(json.dumps([user.admin_view() for user in users]))
+        return 0
+    if not users:
+        print("no users")
+        return 0
+    rows = [("ID", "LOGIN", "ROLES", "GROUPS", "DISABLED")] + [
+        (user.id, user.login, ",".join(user.roles) or "-", ",".join(user.groups) or "-",
+         "yes" if user.disabled else "no") for user in users]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+async def update_user(redis: Redis, args: Any) -> int:
+    from gateway.api.users import ROLES
+    from gateway.store.users import Users
+
+    if args.password is None and args.groups is None and args.roles is None \
+            and args.disabled is None:
+        print("gateway: nothing to change: give --password, --groups, --roles or --disabled",
+              file=sys.stderr)
+        return 2
+    if args.password is not None and not args.password:
+        print("gateway: the password must not be empty", file=sys.stderr)
+        return 2
+    roles = None if args.roles is None else _names(args.roles)
+    unknown = sorted(set(roles or ()) - ROLES)
+    if unknown:
+        print(f"gateway: unknown roles {unknown}; roles are {sorted(ROLES)}", file=sys.stderr)
+        return 2
+    groups = None if args.groups is None else _names(args.groups)
+    users = Users(redis)
+    user = await users.by_login(args.login)
+    if user is None:
+        print(f"gateway: no user with login {args.login!r}", file=sys.stderr)
+        return 1
+    disabled = None if args.disabled is None else args.disabled == "true"
+    updated = await users.update(user.id, password=args.password, groups=groups, roles=roles,
+                                 disabled=disabled)
+    if updated is None:
+        print(f"gateway: no user with login {args.login!r}", file=sys.stderr)
+        return 1
+    ended = args.password is not None or disabled is True
+    print(f"updated user {updated.login} ({updated.id}) roles={list(updated.roles)} "
+          f"groups={list(updated.groups)} disabled={str(updated.disabled).lower()}"
+          + ("; every session, token and API key of the user was revoked" if ended else ""))
+    return 0
+
+
+async def delete_user(redis: Redis, args: Any) -> int:
+    from gateway.api.users import remove_user
+    from gateway.store.users import Users
+
+    users = Users(redis)
+    user = await users.by_login(args.login)
+    if user is None or await remove_user(redis, users, user.id) is None:
+        print(f"gateway: no user with login {args.login!r}", file=sys.stderr)
+        return 1
+    print(f"deleted user {user.login} ({user.id}); its sessions, tokens, API keys and hooks "
+          "are gone")
     return 0
 
 
