@@ -93,7 +93,7 @@ class Hub:
                  ) -> None:
         self._redis = redis
         self._metrics = metrics
-        self.lifetimes = lifetimes or Lifetimes()
+        self.lifetimes = lifetimes if lifetimes is not None else Lifetimes()
         self._rooms: dict[Topic, set[Subscriber]] = {}
         self._last_seen: dict[str, str] = {}  # store -> newest event id this process received
         # Redis's clock (ms) when the listener last subscribed: a store with no event seen
