@@ -198,3 +198,26 @@ def test_410_deletes_the_hook(api: Api, sink: Sink, make_hook) -> None:
     create_entity(api, store)
     time.sleep(0.4)
     assert len(sink.received("/gone")) == 1
+
+
+def test_a_disabled_owners_hooks_get_nothing_until_enabled_again(api: Api, sink: Sink,
+                                                                 make_hook) -> None:
+    store = unique("disabled")
+    owner = api.create_user()
+    make_hook(sink.url + "/disabled", store=store, auth=owner["auth"])
+    create_entity(api, store, {"access": [owner["_id"]]})
+    sink.wait_for(1, "/disabled")
+    flip = api.http.patch(f"/api/v1/users/{owner['_id']}", json={"disabled": True},
+                          headers=api.as_admin())
+    assert flip.status_code == 200, flip.text
+    time.sleep(2.5)  # the matcher keeps an owner's permissions for 2 s
+    create_entity(api, store, {"access": [owner["_id"]]})
+    time.sleep(1.0)
+    assert len(sink.received("/disabled")) == 1
+    flip = api.http.patch(f"/api/v1/users/{owner['_id']}", json={"disabled": False},
+                          headers=api.as_admin())
+    assert flip.status_code == 200, flip.text
+    time.sleep(2.5)
+    later = create_entity(api, store, {"access": [owner["_id"]]})
+    received = sink.wait_for(2, "/disabled")
+    assert received[-1].json()["entityId"] == later["_id"]

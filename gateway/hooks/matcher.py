@@ -112,8 +112,9 @@ class Matcher:
         if cached and cached[0] > now:
             return cached[1]
         user = await self._users.get(user_id)
-        who = None if user is None else Principal(user_id=user.id, login=user.login,
-                                                  groups=user.groups, roles=user.roles)
+        # A disabled owner reads nothing: its hooks get nothing until it is enabled again.
+        who = None if user is None or user.disabled else Principal(
+            user_id=user.id, login=user.login, groups=user.groups, roles=user.roles)
         if len(self._principals) > 10_000:
             self._principals.clear()
         self._principals[user_id] = (now + PRINCIPAL_TTL_S, who)
