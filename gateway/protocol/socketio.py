@@ -206,15 +206,25 @@ def _decode_text(text: str) -> tuple[SIOPacket, int]:
 
 
 def _reconstruct(data: Any, buffers: list[bytes]) -> Any:
+    """Put each attachment in place of its placeholder."""
+    try:
+        return _replace_placeholders(data, buffers)
+    except RecursionError:
+        # The JSON parser accepts nesting up to the interpreter's recursion limit; this walk
+        # takes two frames a level, so half that depth must be refused here, as a peer fault.
+        raise SocketIODecodeError("binary packet data nested too deeply") from None
+
+
+def _replace_placeholders(data: Any, buffers: list[bytes]) -> Any:
     if isinstance(data, list):
-        return [_reconstruct(item, buffers) for item in data]
+        return [_replace_placeholders(item, buffers) for item in data]
     if isinstance(data, dict):
         if data.get("_placeholder") is True:
             num = data.get("num")
             if isinstance(num, int) and not isinstance(num, bool) and 0 <= num < len(buffers):
                 return buffers[num]
             raise SocketIODecodeError("placeholder refers to a missing attachment")
-        return {key: _reconstruct(value, buffers) for key, value in data.items()}
+        return {key: _replace_placeholders(value, buffers) for key, value in data.items()}
     return data
 
 
