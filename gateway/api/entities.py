@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway import ids
 from gateway.api.body import read_json_object
 from gateway.api.deps import context, principal, writer
 from gateway.api.query import parse_list_query
 from gateway.auth.principal import Principal
 from gateway.exceptions import BadRequest, Conflict, Forbidden, NotFound
 from gateway.events.pipeline import Committed, WriteConflict
+# STORE and RESERVED are re-exported for realtime.connection until it imports gateway.names.
+from gateway.names import RESERVED as RESERVED, STORE as STORE, valid_object_id
 from gateway.permissions import may_read, may_write
 from gateway.store.entities import SYSTEM_FIELDS, EntityGone
 
 _MISSING = object()
-STORE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-RESERVED = frozenset({"auth", "users", "apikeys", "hooks", "events", "tokenInfo"})
 
 
 def store_name(request: Request) -> str:
     store: str = request.path_params["store"]
-    if not STORE.match(store):
+    if STORE.fullmatch(store) is None:
         raise BadRequest("A store name starts with a letter and has up to 64 letters, digits, "
                          f"'_' or '-': {store[:80]!r} is not one")
     if store in RESERVED:
@@ -36,7 +34,7 @@ def store_name(request: Request) -> str:
 
 def entity_id(request: Request) -> str:
     value: str = request.path_params["entity_id"]
-    if not ids.is_object_id(value):
+    if not valid_object_id(value):
         raise BadRequest(f"{value[:80]!r} is not an entity id (24 lowercase hex characters)")
     return value
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway import ids
 from gateway.api.body import read_json_object
 from gateway.api.deps import context, principal
-from gateway.api.entities import RESERVED, STORE
 from gateway.events.pipeline import build_event
 from gateway.exceptions import BadRequest, Forbidden
-
-EVENT_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$")
+from gateway.names import STORE_RULE, valid_event_type, valid_object_id, valid_store
 
 
 async def publish(request: Request) -> Response:
@@ -28,12 +23,11 @@ async def publish(request: Request) -> Response:
     body = await read_json_object(request, ctx.settings.http.max_body_bytes)
     kind, store, entity_id, data = (body.get("type"), body.get("store"), body.get("entityId"),
                                     body.get("data"))
-    if not isinstance(kind, str) or not EVENT_TYPE.match(kind):
+    if not valid_event_type(kind):
         raise BadRequest("'type' must be an event type such as 'entity.updated' or 'order.shipped'")
-    if not isinstance(store, str) or not STORE.match(store) or store in RESERVED:
-        raise BadRequest("'store' must be a store name (a letter, then up to 63 letters, digits, "
-                         "'_' or '-'; not a reserved name)")
-    if entity_id is not None and not ids.is_object_id(entity_id):
+    if not valid_store(store):
+        raise BadRequest(f"'store' must be a store name ({STORE_RULE})")
+    if entity_id is not None and not valid_object_id(entity_id):
         raise BadRequest("'entityId' must be an entity id (24 lowercase hex characters) or absent")
     if not isinstance(data, dict):
         raise BadRequest("'data' must be a JSON object")

@@ -6,26 +6,22 @@ and manages every hook. The secret is shown once, in the answer to the creation.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway import ids
 from gateway.api.body import read_json_object
 from gateway.api.deps import context, principal, writer
-from gateway.api.entities import RESERVED, STORE
-from gateway.api.events import EVENT_TYPE
 from gateway.auth.principal import Principal
 from gateway.exceptions import BadRequest, NotFound
 from gateway.hooks.queue import LOG_SIZE, DeliveryQueue
 from gateway.hooks.resolver import resolve
 from gateway.hooks.ssrf import TargetRefused, parse_target
 from gateway.hooks.store import Hook, Hooks
+from gateway.names import STORE_RULE, valid_event_pattern, valid_object_id, valid_store
 
-EVENT_PATTERN = re.compile(r"^(\*|[A-Za-z][A-Za-z0-9_:-]*(\.[A-Za-z0-9_:-]+)*\.\*)$")
 FIELDS = {"target_url", "event", "store"}
 
 
@@ -47,7 +43,7 @@ def _queue(request: Request) -> DeliveryQueue:
 
 async def _own_hook(request: Request, who: Principal) -> Hook:
     hook_id = request.path_params["hook_id"]
-    hook = await _hooks(request).get(hook_id) if ids.is_object_id(hook_id) else None
+    hook = await _hooks(request).get(hook_id) if valid_object_id(hook_id) else None
     if hook is None or not (who.is_admin or hook.owner == who.user_id):
         raise NotFound(f"No hook {hook_id[:80]!r}")
     return hook
@@ -58,14 +54,12 @@ def _validate(body: dict[str, Any]) -> tuple[str, str | None]:
     if unknown:
         raise BadRequest(f"Unknown fields {unknown}; a hook has target_url, event and store")
     event = body.get("event")
-    if not isinstance(event, str) or not (EVENT_TYPE.match(event) or EVENT_PATTERN.match(event)):
+    if not valid_event_pattern(event):
         raise BadRequest("'event' must be an event type such as 'entity.created', "
                          "a prefix pattern such as 'entity.*', or '*'")
     store = body.get("store")
-    if store is not None and (not isinstance(store, str) or not STORE.match(store)
-                              or store in RESERVED):
-        raise BadRequest("'store' must be a store name (a letter, then up to 63 letters, digits, "
-                         "'_' or '-'; not a reserved name), or absent for every store")
+    if store is not None and not valid_store(store):
+        raise BadRequest(f"'store' must be a store name ({STORE_RULE}), or absent for every store")
     return event, store
 
 

@@ -17,7 +17,7 @@ MAX_LIMIT = 10000
 MAX_OFFSET = 2**62
 KNOWN = frozenset({"offset", "limit", "only", "meta", "from", "to", "begin", "end",
                    "_"})  # "_": the cache-buster jQuery and others append
-FIELD = re.compile(r"^[^,\s]{1,256}$")
+FIELD = re.compile(r"[^,\s]{1,256}")  # matched whole (fullmatch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ def parse_list_query(params: QueryParams) -> ListQuery:
     only = None
     if only_raw is not None:
         only = tuple(field.strip() for field in only_raw.split(",") if field.strip())
-        if not only or not all(FIELD.match(field) for field in only):
+        if not only or not all(FIELD.fullmatch(field) for field in only):
             raise BadRequest("'only' must be a comma-separated list of field names")
     start, end = _bound(params, "from", "begin"), _bound(params, "to", "end")
     if start is not None and end is not None and start > end:
