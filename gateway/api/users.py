@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 from starlette.requests import Request
@@ -11,22 +9,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.api.body import (
-    json_type, optional_str_list, read_body, read_json_object, require_str,
+    optional_str_list, read_json_object, read_optional_json_object, require_str,
 )
 from gateway.api.deps import admin, context, principal, writer
 from gateway.exceptions import BadRequest, Conflict, NotFound
 from gateway.hooks.store import Hooks
+from gateway.names import LOGIN as LOGIN  # re-exported: the CLI checks logins with it
+from gateway.names import LOGIN_RULE, valid_login
 from gateway.store.redis import Redis
 from gateway.store.users import LoginTaken, User, Users
 
 ROLES = frozenset({"admin", "readonly", "publisher"})
 SCOPES = {"read": "read", "read write": "read write", "write read": "read write"}
-LOGIN = re.compile(r"^[^\s:]{1,128}$")  # no ':' — it would break Basic auth
 
 
 def validate_login(login: str) -> str:
-    if not LOGIN.match(login):
-        raise BadRequest("'login' must be 1 to 128 characters, with no spaces or ':'")
+    if not valid_login(login):
+        raise BadRequest(f"'login' must be {LOGIN_RULE}: {login[:80]!r} is not one")
     return login
 
 
@@ -143,20 +142,6 @@ async def remove_user(redis: Redis, users: Users, user_id: str) -> User | None:
     return user
 
 
-async def _optional_object(request: Request) -> dict[str, Any]:
-    """A JSON object body, or {} when there is no body at all (every field is optional)."""
-    raw = await read_body(request)
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"Request body is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise BadRequest(f"Request body must be a JSON object, not {json_type(value)}")
-    return value
-
-
 def parse_scope(value: object) -> str:
     if value is None:
         return "read write"
@@ -168,7 +153,7 @@ def parse_scope(value: object) -> str:
 async def create_apikey(request: Request) -> Response:
     # A write: a read-scoped token must not mint itself a "read write" key.
     who = await writer(request)
-    body = await _optional_object(request)
+    body = await read_optional_json_object(request)
     scope = parse_scope(body.get("scope"))
     apikey, secret = await context(request).apikeys.create(who.user_id, scope)
     return JSONResponse({"id": apikey.id, "key": secret, "scope": apikey.scope,
