@@ -7,8 +7,6 @@ realtime handshakes) a `token` query parameter — then the user's rate limit.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import os
@@ -17,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 from gateway.auth.bans import LoginGuard
+from gateway.auth.basic import decode_basic
 from gateway.auth.credentials import Sessions, Tokens, now_ms
 from gateway.auth.passwords import verify_password
 from gateway.auth.principal import BASIC, FULL_SCOPE, Credential, Principal, Via
@@ -160,13 +159,7 @@ class Authenticator:
         return self._principal(user, record.scope, via=via, credential=credential)
 
     async def _from_basic(self, encoded: str, address: str) -> Principal:
-        try:
-            decoded = base64.b64decode(encoded, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise Unauthorized("Basic credentials must be base64 of 'login:password'") from None
-        login, sep, password = decoded.partition(":")
-        if not sep:
-            raise Unauthorized("Basic credentials must be base64 of 'login:password'")
+        login, password = decode_basic(encoded)
         user_id = self._verified.get(login, password)
         if user_id is None:
             user = await self.login(login, password, address)
