@@ -19,7 +19,7 @@ _PROCESS_RANDOM = os.urandom(5)
 _counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
 _lock = threading.Lock()
 
-OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 
 
 def object_id(now: float | None = None) -> str:
@@ -32,7 +32,7 @@ def object_id(now: float | None = None) -> str:
 
 
 def is_object_id(value: object) -> bool:
-    return isinstance(value, str) and OBJECT_ID.match(value) is not None
+    return isinstance(value, str) and OBJECT_ID.fullmatch(value) is not None
 
 
 def secret_token(prefix: str = "") -> str:

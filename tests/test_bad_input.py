@@ -319,3 +319,31 @@ def test_hook_names_are_matched_whole(client: Api, owner: dict[str, Any], unchan
     response = client.http.post("/api/v1/hooks", json=body, headers=owner["auth"])
     field = next(iter(fields))
     assert f"'{field}'" in assert_envelope(response, 400)["message"]
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/api/v1/auth%0A"), ("POST", "/api/v1/users%0A"), ("GET", "/api/v1/users/me%0A"),
+    ("POST", "/api/v1/auth/token%0A"), ("GET", "/api/v1/tokenInfo%0A"), ("POST", "/api/v1/apikeys%00"),
+])
+def test_fixed_routes_are_matched_whole(client: Api, owner: dict[str, Any], unchanged: Any,
+                                        method: str, path: str) -> None:
+    """A path with a control character names no route (Starlette's `$` would allow a final
+    newline), so no login, user or key comes of it."""
+    unchanged()
+    body = {"login": unique("nl"), "password": "pw-123456"}
+    response = client.http.request(method, path, json=body, headers=basic(*ADMIN))
+    assert "control character" in assert_envelope(response, 404)["message"]
+
+
+async def test_a_subscription_store_name_is_matched_whole(client: Api, owner: dict[str, Any]) -> None:
+    from tests.support.eio import Client, login
+
+    realtime = await Client.connect(client.base_url, headers={"Cookie": f"sid={login(client, owner)}"})
+    try:
+        for spec in ({"store": "ok\n"}, {"store": "auth"}, {"store": "a" * 64 + "\n"},
+                     {"store": "ok", "id": "0123456789abcdef01234567\n"}):
+            ack = await realtime.subscribe(**spec)
+            assert ack["success"] is False and ack["code"] == "400", (spec, ack)
+        assert (await realtime.subscribe(store="ok"))["success"] is True
+    finally:
+        await realtime.close()

@@ -22,7 +22,10 @@ from gateway.metrics import Metrics
 
 log = logging.getLogger("gateway.access")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# A decoded path with a control character names no route: Starlette's route patterns end in
+# `$`, which matches before a final "\n", so `/api/v1/auth%0A` would reach the login route.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 
 
@@ -38,13 +41,17 @@ class GatewayMiddleware:
             return
         headers = Headers(scope=scope)
         rid = headers.get("x-request-id", "")
-        if not _REQUEST_ID.match(rid):
+        if not _REQUEST_ID.fullmatch(rid):
             rid = secrets.token_hex(8)
         token = logs.request_id.set(rid)
         try:
             origin = headers.get("origin")
             if origin is not None and not self.origin_allowed(origin, scope, headers):
                 await self.refuse_origin(scope, receive, send, origin)
+                return
+            if _CONTROL.search(scope.get("path", "")):
+                await envelope(404, "No such route: the path holds a control character")(
+                    scope, receive, send)
                 return
             if scope["type"] == "websocket":
                 await self.app(scope, receive, send)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import ids
 from gateway.auth.principal import Principal
+from gateway.names import valid_store
 from gateway.events.history import BadSince
 from gateway.metrics import Metrics
 from gateway.permissions import may_read
@@ -30,7 +31,6 @@ from gateway.protocol import (
     Upgraded,
 )
 from gateway.realtime.disconnect import SLOW_CONSUMER, Disconnect
-from gateway.api.entities import RESERVED, STORE  # interim: gateway.names.valid_store
 from gateway.realtime.cursor import Cursors, Topic
 from gateway.realtime.hub import Broadcast
 
@@ -45,10 +45,6 @@ class Sink(Protocol):
     def send_broadcast(self, broadcast: Broadcast) -> None: ...
 
 log = logging.getLogger(__name__)
-
-def valid_store(name: object) -> bool:
-    return isinstance(name, str) and STORE.fullmatch(name) is not None and name not in RESERVED
-
 
 def _failure(code: str, message: str) -> dict[str, Any]:
     return {"success": False, "code": code, "message": message}
@@ -217,7 +213,7 @@ class Connection:
         if not isinstance(spec, dict):
             return _failure("400", 'Send an object: {"store": "orders"} or {"store": …, "id": …}')
         store, entity_id, since = spec.get("store"), spec.get("id"), spec.get("since")
-        if not isinstance(store, str) or not valid_store(store):
+        if not valid_store(store):
             return _failure("400", "'store' must be a store name")
         if entity_id is not None and not ids.is_object_id(entity_id):
             return _failure("400", "'id' must be an entity id (24 lowercase hex characters)")
