@@ -1,8 +1,20 @@
-"""Prometheus metrics: one registry per app, every metric declared here with its meaning."""
+"""Prometheus metrics: one registry per app, every metric declared here with its meaning.
+
+Every labelled series whose label values are known in advance is created at 0 when the process
+starts (contract §7): a dashboard or alert sees `gateway_realtime_connections{eio="4",
+transport="polling"} 0` rather than no data, and `rate()`/`increase()` count the first
+event after start-up, which a series born at 1 would hide. HTTP requests are labelled by route
+and status as they happen; their label space is too wide to spell out.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+EIO_VERSIONS = ("3", "4")
+TRANSPORTS = ("websocket", "polling")
+EVENT_TYPES = ("entity.created", "entity.updated", "entity.deleted")  # and published ones
+HOOK_RESULTS = ("succeeded", "failed", "dead", "gone")  # what a settled attempt comes to
 
 
 class Metrics:
@@ -48,3 +60,13 @@ class Metrics:
         self.hook_oldest_pending = Gauge(
             "gateway_hook_oldest_pending_seconds", "Age of the oldest hook delivery waiting",
             registry=registry)
+        self._declare_known_series()
+
+    def _declare_known_series(self) -> None:
+        for eio in EIO_VERSIONS:
+            for transport in TRANSPORTS:
+                self.connections.labels(eio, transport)
+        for kind in EVENT_TYPES:
+            self.events_published.labels(kind)
+        for result in HOOK_RESULTS:
+            self.hook_deliveries.labels(result)
