@@ -11,6 +11,8 @@ A ``Session`` never touches a socket or a clock. The transport that owns it:
    ``payload_to_send(binary_ok=…)`` (one polling response, ``None`` when nothing is due);
 4. keeps one timer for every session: after any call, ``next_deadline()`` says when
    ``check_timeouts(now)`` must run next (to send a ping, or to close a silent client).
+   Input only ever moves that deadline later, except ``start_upgrade`` (its timeout may be
+   sooner): a timer armed at a deadline and re-checked when it fires never misses one.
 
 The application's replies go through ``send_event``, ``send_ack``, ``send_encoded`` (a broadcast
 encoded once with ``socketio.encode_broadcast``), ``disconnect_namespace`` and ``close``.
@@ -37,8 +39,13 @@ Heartbeat, as a function of ``now`` (seconds, monotonic; the intervals are confi
 
 - client pings (``EIO=3``): every received packet moves the deadline to
   ``now + pingInterval + pingTimeout``; ``2<data>`` is answered ``3<data>`` at once.
-- server pings (``EIO=4``): at ``pingInterval`` after open (or after the last pong) the session
-  queues ``2`` and expects ``3`` within ``pingTimeout``.
+- server pings (``EIO=4``): every ``pingInterval`` from open, on the clock, the session queues
+  ``2``; the client must answer ``3`` within ``pingTimeout`` of the oldest unanswered ping.
+  The schedule does not wait for the pong (node's engine.io pings ``pingInterval`` after the
+  pong): a client expects the next ping within ``pingInterval + pingTimeout`` of the last one,
+  so a round trip longer than ``pingTimeout`` would otherwise read as a dead server. When
+  ``pingTimeout`` exceeds ``pingInterval`` a slow client may get a ping while one is unanswered;
+  clients answer each.
 
 Namespaces: the client joins with CONNECT (``EIO=3``: ``/`` is joined implicitly at open) and is
 answered at once — the handshake is authenticated before the session exists. A namespace not in
@@ -106,7 +113,7 @@ class Session:
         "_out",
         "_events",
         "_deadline",
-        "_awaiting_pong",
+        "_pong_due",
         "_upgrade_deadline",
         "_namespaces",
         "_decoder",
@@ -145,7 +152,7 @@ class Session:
         self._config = config
         self._out: list[Outgoing] = []
         self._events: list[Event] = []
-        self._awaiting_pong = False
+        self._pong_due: float | None = None  # EIO=4: a ping is unanswered; its pong is due then
         self._upgrade_deadline: float | None = None
         self._namespaces: dict[str, str | None] = {}
         self._decoder = socketio.Decoder(max_attachments=config.max_attachments)
@@ -241,9 +248,8 @@ class Session:
         elif kind is PacketType.PONG:
             if client_pings:
                 self._fail(HeartbeatError("pong from the client; the client pings"))
-            elif self._awaiting_pong:
-                self._awaiting_pong = False
-                self._deadline = now + self._config.ping_interval_ms / 1000
+            else:
+                self._pong_due = None  # the next ping stays on its schedule (`_deadline`)
         elif kind is PacketType.CLOSE:
             if self._state is not State.WEBSOCKET:
                 # release a pending GET (node's polling transport answers it with a noop)
@@ -303,9 +309,12 @@ class Session:
         """When ``check_timeouts`` must next run, or ``None`` once closed."""
         if self.closed:
             return None
-        if self._upgrade_deadline is not None and self._upgrade_deadline < self._deadline:
-            return self._upgrade_deadline
-        return self._deadline
+        deadline = self._deadline
+        if self._pong_due is not None and self._pong_due < deadline:
+            deadline = self._pong_due
+        if self._upgrade_deadline is not None and self._upgrade_deadline < deadline:
+            deadline = self._upgrade_deadline
+        return deadline
 
     def check_timeouts(self, now: float) -> None:
         """Send a due ping, abort a stale upgrade, close a silent client."""
@@ -313,14 +322,23 @@ class Session:
             return
         if self._upgrade_deadline is not None and now >= self._upgrade_deadline:
             self.abort_upgrade("upgrade timeout")
+        if self._pong_due is not None and now >= self._pong_due:
+            self._close(PING_TIMEOUT)
+            return
         if now < self._deadline:
             return
-        if self._dialect.client_pings or self._awaiting_pong:
+        if self._dialect.client_pings:
             self._close(PING_TIMEOUT)
-        else:
-            self._out.append(Packet(PacketType.PING))
-            self._awaiting_pong = True
-            self._deadline = now + self._config.ping_timeout_ms / 1000
+            return
+        self._out.append(Packet(PacketType.PING))
+        if self._pong_due is None:
+            self._pong_due = now + self._config.ping_timeout_ms / 1000
+        interval = self._config.ping_interval_ms / 1000
+        # On the clock: a timer that fired a little late does not push every later ping back.
+        # One that fired very late (a blocked loop) starts over rather than pinging in a burst.
+        self._deadline += interval
+        if self._deadline <= now:
+            self._deadline = now + interval
 
     def _quiet_allowance(self) -> float:
         config = self._config
@@ -451,6 +469,21 @@ class Session:
         if self.closed:
             return
         self._out.append(Packet(PacketType.CLOSE))
+        self._close(reason)
+
+    def abandon(self, reason: str) -> None:
+        """End the session as a lost connection, with no close packet: report
+        ``Disconnected(reason)`` and let the transport cut the socket.
+
+        For a server going away (shutdown): every client reconnects by itself, to whichever
+        server answers next. A close packet ``1`` would not do: python-socketio's client takes
+        it as the server's wish and stays away. Packets already queued are still written; a
+        pending poll is released with a noop (the client's next poll finds the session gone).
+        """
+        if self.closed:
+            return
+        if self._state is not State.WEBSOCKET:
+            self._out.append(Packet(PacketType.NOOP))
         self._close(reason)
 
     def _fail(self, error: RemoteProtocolError) -> None:

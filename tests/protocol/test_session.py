@@ -285,14 +285,14 @@ def test_v4_pings_every_interval_and_expects_pong_within_timeout() -> None:
     assert session.data_to_send() == []
     session.check_timeouts(125)
     assert session.data_to_send() == ["2"]
-    assert session.next_deadline() == 185.0
+    assert session.next_deadline() == 150.0  # the next ping; the pong is due at 185
     session.receive_data("3", now=130)
-    assert session.next_deadline() == 155.0
-    session.check_timeouts(155)
+    assert session.next_deadline() == 150.0  # on the clock, not pingInterval after the pong
+    session.check_timeouts(150)
     assert session.data_to_send() == ["2"]
-    session.check_timeouts(214.9)
+    session.check_timeouts(209.9)
     assert not session.closed
-    session.check_timeouts(215)
+    session.check_timeouts(210)
     assert session.events_received() == [Disconnected("ping timeout")]
 
 
