@@ -1,8 +1,8 @@
 """The realtime component: the hub, the connections by sid, and one heartbeat timer for all.
 
-One timer task sweeps every connection each tick (at most a second apart) and lets its session
-decide whether a ping is due or the client is dead: 20k connections cost one task and 20k
-cheap comparisons a second, not 20k sleeping tasks.
+Every connection's heartbeat (pings due, silent clients, stalled upgrades) runs on one
+min-heap with one loop timer armed at the earliest deadline (`heartbeat.py`): each deadline is
+met to the millisecond, and 20k connections cost no task and no sweep.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from gateway.metrics import Metrics
 from gateway.protocol import Session, SessionConfig, dialect_for
 from gateway.realtime.connection import Connection, Sink
 from gateway.realtime.disconnect import SHUTDOWN, Disconnect
+from gateway.realtime.heartbeat import Heartbeats
 from gateway.realtime.hub import Hub
 from gateway.realtime.lifetimes import Lifetimes
 from gateway.ratelimit import RateLimiter
@@ -44,17 +45,14 @@ class Realtime:
                                     ping_timeout_ms=settings.ping_timeout_ms)
         self.connections: dict[str, Connection] = {}
         self.accepting = True
-        self._tick = min(1.0, settings.ping_interval_ms / 4000)
-        self._timer: asyncio.Task[None] | None = None
+        self.heartbeats = Heartbeats(self.connections.get)
 
     async def start(self) -> None:
         await self.hub.start()
-        self._timer = asyncio.create_task(self._heartbeat(), name="realtime-heartbeat")
 
     async def stop(self) -> None:
         await self.close_all(SHUTDOWN)
-        if self._timer:
-            self._timer.cancel()
+        self.heartbeats.stop()
         await self.hub.stop()
 
     # -- connections ---------------------------------------------------------------------
@@ -68,6 +66,7 @@ class Realtime:
         self.hub.register(conn)
         self.metrics.connections.labels(str(conn.eio), transport).inc()
         conn.handle_events()
+        self.heartbeats.schedule(conn)
         return conn
 
     def get(self, sid: str) -> Connection | None:
@@ -75,6 +74,7 @@ class Realtime:
 
     def forget(self, conn: Connection) -> None:
         if self.connections.pop(conn.sid, None) is not None:
+            self.heartbeats.forget(conn.sid)
             self.hub.unregister(conn)
             self.metrics.connections.labels(str(conn.eio), conn.transport).dec()
 
@@ -82,24 +82,37 @@ class Realtime:
         self.metrics.connections.labels(str(conn.eio), old).dec()
         self.metrics.connections.labels(str(conn.eio), new).inc()
 
+    def upgrade_started(self, conn: Connection) -> None:
+        """A websocket began upgrading `conn`: its upgrade timeout may be its next deadline."""
+        self.heartbeats.schedule(conn)
+
     async def close_all(self, why: Disconnect, grace_s: float = 2.0) -> None:
-        """Stop accepting; send every client its close packets; give transports a moment."""
+        """Stop accepting; end every connection; give transports a moment to write it out.
+
+        A client to stay away gets `41` and `1` (`Connection.close`). Otherwise — a shutdown —
+        the connection is dropped at the Engine.IO level with no packet at all: the websocket
+        closes (1001, going away) and a pending poll returns a noop, which every socket.io client
+        takes as a lost connection and reconnects from by itself (python-socketio's client
+        does not after an Engine.IO close packet `1`).
+        """
         self.accepting = False
         for conn in list(self.connections.values()):
-            conn.close(why)
+            try:
+                if why.stay_away:
+                    conn.close(why)
+                else:
+                    self.drop(conn, why)
+            except Exception:
+                log.exception("closing a connection failed", extra={"sid": conn.sid})
         deadline = time.monotonic() + grace_s
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
 
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self._tick)
-            now = time.monotonic()
-            for conn in list(self.connections.values()):
-                try:
-                    deadline = conn.session.next_deadline()
-                    if deadline is not None and deadline <= now:
-                        conn.session.check_timeouts(now)
-                        conn.handle_events()
-                except Exception:
-                    log.exception("heartbeat failed", extra={"sid": conn.sid})
+    @staticmethod
+    def drop(conn: Connection, why: Disconnect) -> None:
+        """End `conn` as a lost connection: no close packet; its transport cuts the socket."""
+        if conn.session.closed:
+            return
+        conn.session.abandon(why.reason)
+        conn.handle_events()
+        conn.wake.set()
