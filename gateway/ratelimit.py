@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from gateway.exceptions import RateLimited
 from gateway.store import keys
 from gateway.store.redis import Redis
 
@@ -79,3 +80,21 @@ class RateLimiter:
             retry_after_s=0 if admitted else max(1, math.ceil(int(wait_ms) / 1000)),
             reset_s=max(0, math.ceil(int(reset_ms) / 1000)),
         )
+
+    async def enforce(self, user_id: str) -> Decision:
+        """Count one request (a REST call or a realtime handshake) against the user's limits.
+
+        Raises:
+            RateLimited: over either limit; it carries the rate-limit headers, Retry-After too.
+        """
+        decision = await self.admit(user_id)
+        if not decision.admitted:
+            raise self.refusal(decision)
+        return decision
+
+    def refusal(self, decision: Decision) -> RateLimited:
+        """The 429 for a request `decision` refused."""
+        return RateLimited(
+            f"Rate limit exceeded: at most {self._per_second} requests a second and "
+            f"{self._per_minute} a minute (REST calls and realtime handshakes together); "
+            f"retry in {decision.retry_after_s} s", headers=decision.headers())

@@ -8,7 +8,7 @@ from starlette.requests import HTTPConnection, Request
 
 from gateway.auth.client_address import client_address
 from gateway.auth.principal import Principal
-from gateway.exceptions import Forbidden, RateLimited
+from gateway.exceptions import Forbidden
 
 if TYPE_CHECKING:
     from gateway.app import AppContext
@@ -35,14 +35,8 @@ async def principal(request: Request) -> Principal:
     who = await ctx.authenticator.authenticate(
         headers=request.headers, cookies=request.cookies, address=address_of(request)
     )
-    decision = await ctx.ratelimiter.admit(who.user_id)
+    decision = await ctx.ratelimiter.enforce(who.user_id)  # a 429 carries its own headers
     request.state.response_headers = decision.headers()
-    if not decision.admitted:
-        raise RateLimited(
-            f"Rate limit exceeded: at most {ctx.settings.ratelimit.per_second} requests a second "
-            f"and {ctx.settings.ratelimit.per_minute} a minute; retry in "
-            f"{decision.retry_after_s} s"
-        )
     request.state.principal = who
     return who
 

@@ -1,8 +1,10 @@
 """/socket.io/: the handshake (version, transport, credentials), then hand-off to a transport.
 
-The handshake is authenticated before any Engine.IO packet exists: no or bad credentials get
-HTTP 401 with the error envelope on both transports (for websockets through the ASGI
-denial-response extension), so a client never sees an open packet it may not use.
+The handshake is authenticated and counted against the user's rate limits (`handshake.admit`)
+before any Engine.IO packet exists: no or bad credentials get HTTP 401, a user over the limit
+429, with the error envelope on both transports (for websockets through the ASGI
+denial-response extension), so a client never sees an open packet it may not use. Anything
+unexpected answers 500 with the envelope, logged with the error.
 """
 
 from __future__ import annotations
@@ -10,17 +12,21 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qs
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from gateway.api.deps import address_of, context
 from gateway.api.errors import envelope, render
 from gateway.auth.principal import Principal
-from gateway.exceptions import ApiError, BadRequest, Unavailable
+from gateway.exceptions import ApiError, BadRequest, StoreUnavailable, Unavailable
+from gateway.ratelimit import Decision
 from gateway.realtime import polling, websocket
 from gateway.realtime.connection import Connection
+from gateway.realtime.handshake import admit
 from gateway.realtime.service import Realtime
 
 log = logging.getLogger(__name__)
@@ -37,13 +43,29 @@ class SocketIOEndpoint:
     """The ASGI app mounted at /socket.io/."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answered = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal answered
+            answered = True
+            await send(message)
+
         try:
             if scope["type"] == "websocket":
-                await self._websocket(scope, receive, send)
+                await self._websocket(scope, receive, tracking_send)
             else:
-                await self._http(scope, receive, send)
+                await self._http(scope, receive, tracking_send)
         except ApiError as error:
-            await self._refuse(scope, receive, send, render(error))
+            if not answered:
+                await self._refuse(scope, receive, send, render(error))
+        except (RedisConnectionError, RedisTimeoutError, StoreUnavailable, OSError):
+            if not answered:
+                await self._refuse(scope, receive, send, render(Unavailable()))
+        except Exception:
+            log.exception("realtime request failed", extra={"path": scope.get("path"),
+                                                             "query": _query(scope)})
+            if not answered:
+                await self._refuse(scope, receive, send, render(ApiError()))
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, response: JSONResponse) -> None:
@@ -68,13 +90,10 @@ class SocketIOEndpoint:
             raise BadRequest(f"Bad transport {query.get('transport')!r} for this request")
         return eio
 
-    async def _authenticate(self, request: HTTPConnection, query: dict[str, str]) -> Principal:
-        ctx = context(request)
-        return await ctx.authenticator.authenticate(
-            headers=request.headers, cookies=request.cookies,
-            address=address_of(request),
-            query_token=query.get("token"),
-        )
+    async def _authenticate(self, request: HTTPConnection,
+                            query: dict[str, str]) -> tuple[Principal, Decision]:
+        return await admit(context(request), headers=request.headers, cookies=request.cookies,
+                           address=address_of(request), query_token=query.get("token"))
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -88,11 +107,12 @@ class SocketIOEndpoint:
                 raise BadRequest("A new session starts with GET")
             if not realtime.accepting:
                 raise Unavailable("The server is shutting down; reconnect to another")
-            principal = await self._authenticate(request, query)
+            principal, decision = await self._authenticate(request, query)
             conn = realtime.open(eio, principal, "polling")
             log.info("realtime connected", extra={"sid": conn.sid, "user": principal.user_id,
                                                   "eio": eio, "transport": "polling"})
             response: Response = polling.first_response(conn, request)
+            response.headers.update(decision.headers())
         else:
             conn = realtime.get(sid)
             if conn is None or str(conn.eio) != eio:
@@ -112,16 +132,18 @@ class SocketIOEndpoint:
         eio = self._check(query, "websocket")
         sid = query.get("sid")
         if sid is not None:
-            conn = realtime.get(sid)
-            if conn is None or str(conn.eio) != eio or conn.transport != "polling":
+            found = realtime.get(sid)
+            if found is None or str(found.eio) != eio or found.transport != "polling":
                 raise BadRequest("Session ID unknown, or not a polling session to upgrade")
             await ws.accept()
-            await websocket.upgrade(conn, receive, send)
+            await websocket.upgrade(found, receive, send,
+                                    on_start=lambda: realtime.upgrade_started(found))
             return
         if not realtime.accepting:
             raise Unavailable("The server is shutting down; reconnect to another")
-        principal = await self._authenticate(ws, query)
-        await ws.accept()
+        principal, decision = await self._authenticate(ws, query)
+        await ws.accept(headers=[(name.lower().encode(), value.encode())
+                                 for name, value in decision.headers().items()])
         conn = realtime.open(eio, principal, "websocket")
         log.info("realtime connected", extra={"sid": conn.sid, "user": principal.user_id,
                                               "eio": eio, "transport": "websocket"})

@@ -9,8 +9,11 @@ that is most of the cost. Here a connection is one small protocol object with no
     hub ─► Connection.push(broadcast) ─► transport.write(broadcast.ws_frame)   (framed once)
 
 uvicorn creates this protocol for every websocket upgrade (`Config(ws=bind(app))`) and feeds
-it the raw upgrade request. The handshake is authenticated here (one short task, for Redis),
-and refused with the HTTP error envelope before any Engine.IO packet, like the polling path.
+it the raw upgrade request. The handshake is authenticated and counted against the user's rate
+limits here (`handshake.admit`, one short task, for Redis), and refused with the HTTP error
+envelope before any Engine.IO packet, like the polling path; anything unexpected answers 500.
+Bytes that arrive before the 101 is written (a client that sends its first frame with the
+request, or while we wait for Redis) are held and read once the connection exists.
 A client whose socket cannot drain (write buffer over `MAX_WRITE_BUFFER`) is cut off as a
 slow consumer, so it can never grow the server's memory or delay anyone else.
 """
@@ -35,6 +38,7 @@ from gateway.exceptions import (
     BadRequest,
     Forbidden,
     NotFound,
+    RateLimited,
     StoreUnavailable,
     Unavailable,
 )
@@ -42,6 +46,7 @@ from gateway.protocol import State
 from gateway.protocol import websocket as ws
 from gateway.realtime.connection import Connection
 from gateway.realtime.disconnect import SHUTDOWN
+from gateway.realtime.handshake import admit
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -52,6 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_HEAD = 16 * 1024
+MAX_EARLY_DATA = 64 * 1024  # bytes a client may send before the handshake is answered
+INTERNAL_ERROR = 1011  # websocket close code (RFC 6455 §7.4.1)
 MAX_MESSAGE = 1_000_000
 MAX_WRITE_BUFFER = 4 * 1024 * 1024  # bytes waiting in the kernel's and uvloop's buffers
 PATHS = ("/socket.io/", "/socket.io")
@@ -62,14 +69,15 @@ class FastWebSocket(asyncio.Protocol):
 
     app: Starlette
 
-    __slots__ = ("server_state", "transport", "head", "reader", "conn", "upgrading", "peer",
-                 "lost", "out")
+    __slots__ = ("server_state", "transport", "head", "early", "reader", "conn", "upgrading",
+                 "peer", "lost", "out")
 
     def __init__(self, config: Any, server_state: Any, app_state: Any,
                  _loop: Any = None) -> None:
         self.server_state = server_state
         self.transport: asyncio.Transport | None = None
-        self.head: bytearray | None = bytearray()
+        self.head: bytearray | None = bytearray()  # the request head, until it is complete
+        self.early: bytearray | None = None  # then what came after it, until the 101 is sent
         self.reader: ws.FrameReader | None = None
         self.conn: Connection | None = None
         self.upgrading: Connection | None = None
@@ -98,8 +106,15 @@ class FastWebSocket(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.reader is None:
-            self._receive_head(data)
+            if self.head is not None:
+                self._receive_head(data)
+            else:
+                self._hold(data)
             return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        assert self.reader is not None
         try:
             frames = self.reader.feed(data)
         except ws.WebSocketError as error:
@@ -111,11 +126,17 @@ class FastWebSocket(asyncio.Protocol):
             self._on_frame(frame)
 
     def shutdown(self) -> None:
-        """uvicorn's shutdown; Realtime.close_all has normally said goodbye already."""
-        if self.conn is not None and not self.conn.closed:
-            self.conn.close(SHUTDOWN)
-        elif self.transport is not None:
-            self.transport.close()
+        """uvicorn's shutdown; Realtime.close_all has normally dropped the connection already.
+
+        As there, no close packet: the client should reconnect, to another process.
+        """
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            conn.realtime.drop(conn, SHUTDOWN)  # its flush closes the socket
+        elif self.reader is None:
+            self._refuse(Unavailable("The server is shutting down; reconnect to another"))
+        else:
+            self._close_socket(ws.GOING_AWAY)
 
     def pause_writing(self) -> None:  # flow control is by buffer size, see push()
         pass
@@ -133,7 +154,8 @@ class FastWebSocket(asyncio.Protocol):
         self._take_session_frames(conn)
         self.write_out()
         if conn.closed:
-            self._close_socket(ws.NORMAL_CLOSURE)
+            self._close_socket(ws.GOING_AWAY if conn.close_reason == SHUTDOWN.reason
+                               else ws.NORMAL_CLOSURE)
 
     def send_broadcast(self, broadcast: Broadcast) -> None:
         """Queue a broadcast's frame; the coalescer writes it once this burst is dispatched."""
@@ -182,12 +204,31 @@ class FastWebSocket(asyncio.Protocol):
             if len(self.head) > MAX_REQUEST_HEAD:
                 self._refuse_http(431, "Request header fields too large")
             return
-        head, self.head = bytes(self.head[:end]), None
+        head, self.early = bytes(self.head[:end]), self.head[end + 4:]
+        self.head = None
         try:
             target, headers = _parse_head(head)
             self._handshake(target, headers)
         except ApiError as error:
             self._refuse(error)
+        except Exception:
+            log.exception("websocket handshake failed", extra={"client": self.peer})
+            self._refuse(ApiError())
+
+    def _hold(self, data: bytes) -> None:
+        """Data before the 101: kept for the connection (nothing is kept once refused)."""
+        early = self.early
+        if early is None:
+            return
+        early += data
+        if len(early) > MAX_EARLY_DATA:
+            self._refuse_http(400, "Too much data before the websocket handshake was answered")
+
+    def _release_early(self) -> None:
+        """The connection exists: read what the client sent before it did."""
+        early, self.early = self.early, None
+        if early and not self.lost:
+            self._feed(bytes(early))
 
     def _handshake(self, target: str, headers: dict[str, str]) -> None:
         path, _, query_string = target.partition("?")
@@ -218,6 +259,8 @@ class FastWebSocket(asyncio.Protocol):
             self._accept(key)
             self.upgrading = conn
             conn.session.start_upgrade(now=time.monotonic())
+            ctx.realtime.upgrade_started(conn)
+            self._release_early()
             return
         if not ctx.realtime.accepting:
             raise Unavailable("The server is shutting down; reconnect to another")
@@ -230,29 +273,49 @@ class FastWebSocket(asyncio.Protocol):
     async def _authenticate(self, ctx: AppContext, eio: str, key: str, headers: dict[str, str],
                             address: str, token: str | None) -> None:
         try:
-            principal = await ctx.authenticator.authenticate(
-                headers=headers, cookies=cookie_parser(headers.get("cookie", "")),
+            principal, decision = await admit(
+                ctx, headers=headers, cookies=cookie_parser(headers.get("cookie", "")),
                 address=address, query_token=token)
         except ApiError as error:
+            if isinstance(error, RateLimited):
+                log.info("realtime handshake rate limited", extra={"client": address})
             self._refuse(error)
             return
         except (RedisError, OSError, StoreUnavailable):
             self._refuse(Unavailable())
             return
-        if self.lost:
+        except Exception:
+            log.exception("websocket handshake failed", extra={"client": address})
+            self._refuse(ApiError())
             return
-        self._accept(key)
-        conn = ctx.realtime.open(eio, principal, "websocket", sink=self)
-        self.conn = conn
-        log.info("realtime connected", extra={"sid": conn.sid, "user": principal.user_id,
-                                              "eio": eio, "transport": "websocket"})
-        self.flush()
+        if self.lost or self.transport is None or self.transport.is_closing():
+            return
+        if not ctx.realtime.accepting:  # shutdown began while we asked Redis
+            self._refuse(Unavailable("The server is shutting down; reconnect to another"))
+            return
+        try:
+            self._accept(key, decision.headers())
+            conn = ctx.realtime.open(eio, principal, "websocket", sink=self)
+            self.conn = conn
+            log.info("realtime connected", extra={"sid": conn.sid, "user": principal.user_id,
+                                                  "eio": eio, "transport": "websocket"})
+            self.flush()
+            self._release_early()
+        except Exception:  # after the 101 no HTTP answer is possible: end the socket instead
+            log.exception("websocket open failed", extra={"client": address})
+            opened, self.conn = self.conn, None
+            if opened is not None:
+                opened.session.transport_closed(error=True)
+                opened.handle_events()
+            self._close_socket(INTERNAL_ERROR)
 
-    def _accept(self, key: str) -> None:
+    def _accept(self, key: str, extra_headers: dict[str, str] | None = None) -> None:
         assert self.transport is not None
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (extra_headers or {}).items())
         self.transport.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + ws.accept_key(key).encode() + b"\r\n\r\n")
+            b"Sec-WebSocket-Accept: " + ws.accept_key(key).encode() + b"\r\n"
+            + extra.encode("latin-1") + b"\r\n")
         self.reader = ws.FrameReader(max_message=MAX_MESSAGE)
 
     def _refuse(self, error: ApiError) -> None:
@@ -267,7 +330,8 @@ class FastWebSocket(asyncio.Protocol):
         self._write_http(status, body, "")
 
     def _write_http(self, status: int, body: bytes, extra_headers: str) -> None:
-        if self.transport is None or self.lost:
+        self.head = self.early = None  # whatever else the client sends is ignored
+        if self.transport is None or self.lost or self.transport.is_closing():
             return
         phrase = HTTPStatus(status).phrase
         self.transport.write(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 from starlette.types import Receive, Send
 
@@ -71,10 +72,16 @@ async def _write(conn: Carrier, send: Send) -> None:
         conn.handle_events()
 
 
-async def upgrade(conn: Carrier, receive: Receive, send: Send) -> None:
-    """A websocket for a polling session: answer the probe, wait for `5`, then take over."""
+async def upgrade(conn: Carrier, receive: Receive, send: Send,
+                  on_start: Callable[[], None] | None = None) -> None:
+    """A websocket for a polling session: answer the probe, wait for `5`, then take over.
+
+    `on_start` runs once the upgrade has begun (its timeout may be the session's next deadline).
+    """
     session = conn.session
     session.start_upgrade(now=time.monotonic())
+    if on_start is not None:
+        on_start()
     while session.state is State.PROBING:
         message = await receive()
         if message["type"] == "websocket.disconnect":
