@@ -13,6 +13,7 @@ import uvloop
 from starlette.applications import Starlette
 
 from gateway.app import AppContext, create_app
+from gateway.http_protocol import GatewayHttpProtocol
 from gateway.realtime.disconnect import SHUTDOWN
 from gateway.realtime.fastws import bind as bind_websocket
 from gateway.settings import Settings
@@ -33,12 +34,14 @@ def _redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
 
 
 class GatewayServer(uvicorn.Server):
-    """uvicorn, with realtime clients told goodbye before their sockets are cut.
+    """uvicorn, with realtime connections ended the way a deploy needs (contract §5).
 
-    On SIGTERM uvicorn stops listening, then closes websockets with code 1012 and drops
-    pending polls. We first stop accepting and send every Socket.IO client its disconnect and
-    close packets, so clients see a clean "server namespace disconnect" and don't count it as
-    a network failure.
+    On SIGTERM we stop listening, then end every realtime connection at the Engine.IO level
+    (`Realtime.close_all(SHUTDOWN)`): websockets close with 1001 (going away), pending polls
+    return a noop, and no Socket.IO `41` nor Engine.IO `1` is sent — socket.io clients take
+    either as the server's wish that they stay away, while a lost connection is one they
+    reconnect from by themselves, to whichever process serves next. Then uvicorn's own
+    shutdown finishes the HTTP requests in flight and runs the app's lifespan shutdown.
     """
 
     def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
@@ -58,9 +61,9 @@ def serve(settings: Settings) -> int:
     url, embedded = _redis_url(settings)
     app = create_app(settings, url)
     config = uvicorn.Config(
-        app, host=settings.http.host, port=settings.http.port, loop="uvloop", http="httptools",
-        lifespan="on", log_config=None, ws=bind_websocket(app), access_log=False,
-        proxy_headers=False,
+        app, host=settings.http.host, port=settings.http.port, loop="uvloop",
+        http=GatewayHttpProtocol, lifespan="on", log_config=None, ws=bind_websocket(app),
+        access_log=False, proxy_headers=False,
         timeout_graceful_shutdown=10, ws_max_size=1024 * 1024,
     )
     log.info("gateway serving", extra={"host": settings.http.host, "port": settings.http.port,
