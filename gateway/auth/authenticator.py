@@ -18,6 +18,7 @@ from gateway.auth.bans import LoginGuard
 from gateway.auth.basic import decode_basic
 from gateway.auth.credentials import Sessions, Tokens, now_ms
 from gateway.auth.passwords import verify_password
+from gateway.auth.passwords import hash_fingerprint
 from gateway.auth.principal import BASIC, FULL_SCOPE, Credential, Principal, Via
 from gateway.exceptions import BadRequest, Forbidden, Unauthorized
 from gateway.store.users import User, Users
@@ -166,7 +167,8 @@ class Authenticator:
             self._verified.put(login, password, user)
         else:
             user = await self._user(user_id)
-        return self._principal(user, FULL_SCOPE, via="basic", credential=BASIC)
+        credential = Credential("basic", hash_fingerprint(user.password_hash))
+        return self._principal(user, FULL_SCOPE, via="basic", credential=credential)
 
     async def _user(self, user_id: str) -> User:
         user = await self.users.get(user_id)

@@ -28,7 +28,9 @@ class Credential:
     """
 
     kind: CredentialKind
-    digest: str | None = None  # SHA-256 of a session id or token; None for Basic
+    # SHA-256 of a session id or token; for Basic, `passwords.hash_fingerprint` of the
+    # password hash it was checked against (a new password ends it)
+    digest: str | None = None
     apikey_id: str | None = None  # the API key an access token was exchanged for
     expires_at_ms: int | None = None  # None: no expiry of its own (Basic, API keys)
 

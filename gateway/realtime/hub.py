@@ -268,6 +268,7 @@ class Hub:
         first = True
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            watch = _ReconnectWatch(pubsub)
             try:
                 await pubsub.subscribe(keys.EVENTS_CHANNEL, keys.CONTROL_CHANNEL)
                 seconds, micros = await self._redis.time()
@@ -281,6 +282,8 @@ class Hub:
                 log.info("realtime listener subscribed")
                 while True:
                     message = await pubsub.get_message(timeout=30.0)
+                    if watch.reconnected:
+                        await self._after_gap(watch)
                     if message is None:
                         continue
                     # Take whatever else already arrived and dispatch the burst without
@@ -288,6 +291,11 @@ class Hub:
                     burst = [message]
                     while len(burst) < MAX_BURST:
                         more = await pubsub.get_message(timeout=0.0)
+                        if watch.reconnected:  # `more` came after a gap: what came before first
+                            for message in burst:
+                                self._on_message(message)
+                            burst = []
+                            await self._after_gap(watch)
                         if more is None:
                             break
                         burst.append(more)
@@ -310,6 +318,14 @@ class Hub:
                     pass
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)  # capped low: subscribers wait on this, not just readiness
+
+    async def _after_gap(self, watch: _ReconnectWatch) -> None:
+        """redis-py reconnected the pub/sub connection by itself: whatever was published in
+        between never reached us. Do what a reconnect of our own does."""
+        watch.reconnected = False
+        log.warning("realtime listener's connection was re-established; catching up")
+        await self.lifetimes.revalidate(self._redis)
+        await self._catch_up()
 
     def _on_message(self, message: dict[str, Any]) -> None:
         channel = message["channel"]
@@ -356,3 +372,23 @@ def _union(a: set[Subscriber] | None, b: set[Subscriber] | None) -> Iterable[Sub
     if not a:
         return tuple(b)
     return [*a, *(conn for conn in b if conn not in a)]
+
+
+class _ReconnectWatch:
+    """Notices redis-py re-establishing a pub/sub connection behind our back.
+
+    With retries configured, `PubSub` reconnects and re-subscribes inside `get_message` (its
+    `on_connect`) and carries on as if nothing happened, but messages published meanwhile are
+    gone. Its first connect has no channels yet; any later one with channels is a reconnect.
+    """
+
+    def __init__(self, pubsub: Any) -> None:
+        self.reconnected = False
+        self._resubscribe = pubsub.on_connect
+        pubsub.on_connect = self._on_connect
+        self._pubsub = pubsub
+
+    async def _on_connect(self, connection: Any) -> None:
+        if self._pubsub.channels:
+            self.reconnected = True
+        await self._resubscribe(connection)

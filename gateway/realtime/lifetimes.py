@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from gateway import codec
+from gateway.auth.passwords import hash_fingerprint
 from gateway.auth.principal import Credential, Principal
 from gateway.realtime.disconnect import (
     CREDENTIAL_EXPIRED,
@@ -45,7 +46,7 @@ class Watched(Protocol):
 def credential_keys(credential: Credential) -> list[str]:
     """The names a credential's connections are filed under (its own, its API key's)."""
     names = []
-    if credential.digest:
+    if credential.digest and credential.kind != "basic":  # Basic ends with its user
         names.append(f"{credential.kind}:{credential.digest}")
     if credential.apikey_id:
         names.append(f"apikey:{credential.apikey_id}")
@@ -144,12 +145,18 @@ class Lifetimes:
         records = replies[len(names)] if user_ids else []
         for user_id, raw in zip(user_ids, records):
             record = codec.unpack(raw) if raw else None
+            conns = self._by_user.get(user_id, ())
             if record is None or record.get("disabled"):
-                ended += len(self._by_user.get(user_id, ()))
-                self._close(self._by_user.get(user_id, ()), USER_ENDED)
-            else:
-                self._apply(user_id, tuple(record.get("groups", ())),
-                            tuple(record.get("roles", ())))
+                ended += len(conns)
+                self._close(conns, USER_ENDED)
+                continue
+            # A new password while we weren't listening: Basic connections checked the old one.
+            current = hash_fingerprint(str(record.get("password", "")))
+            stale = [conn for conn in conns if conn.principal.credential.kind == "basic"
+                     and conn.principal.credential.digest != current]
+            ended += len(stale)
+            self._close(stale, USER_ENDED)
+            self._apply(user_id, tuple(record.get("groups", ())), tuple(record.get("roles", ())))
         if ended:
             log.info("realtime connections ended after reconnect", extra={"connections": ended})
 
