@@ -188,7 +188,8 @@ class Tokens:
         if apikey_id is not None:
             requires, requires_field = keys.APIKEYS, str(apikey_id)
             second_index = keys.apikey_tokens(str(apikey_id))
-        elif issuer is not None and issuer.digest:
+        elif issuer is not None and issuer.digest and issuer.kind != "basic":
+            # (Basic's digest names a password hash, checked as `password_hash` below)
             requires = (keys.session if issuer.kind == "session" else keys.token)(issuer.digest)
         issued = await _issue(self._issue, key=keys.token(digest), index=keys.user_tokens(user_id),
                               value=codec.pack(record), ttl_s=ttl_s, user_id=user_id,

@@ -134,14 +134,17 @@ class Connection:
         self.pending_bytes = 0
 
     def close(self, why: Disconnect) -> None:
-        """Close the session with `1`; when the client must stay away, `41` first (so
-        socket.io clients don't reconnect by themselves). See `disconnect.py`."""
+        """End the connection as `why` says (`disconnect.py`): when the client must stay
+        away, `41` then `1`; otherwise no packet at all, a lost connection that every
+        socket.io client reconnects from by itself."""
         if self.session.closed:
             return
         if why.stay_away:
             for namespace in self.session.namespaces:
                 self.session.disconnect_namespace(namespace)
-        self.session.close(why.reason)
+            self.session.close(why.reason)
+        else:
+            self.session.abandon(why.reason)
         self.handle_events()
         self.wake.set()
 
@@ -205,8 +208,7 @@ class Connection:
         decision = await limiter.admit(self.principal.user_id)
         if decision.admitted:
             return None
-        return _failure("429", "Rate limit exceeded (shared with this user's REST requests); "
-                               f"retry in {decision.retry_after_s} s")
+        return _failure("429", limiter.refusal(decision).message)
 
     def _topic(self, args: tuple[Any, ...]) -> tuple[Topic, str | None] | dict[str, Any]:
         spec = args[0] if args else None

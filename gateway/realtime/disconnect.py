@@ -2,10 +2,11 @@
 
 As centrifuge's `disconnect.go`: each reason is a value with what it tells the client. A
 socket.io client treats a Socket.IO disconnect (`41`) as "the server kicked me" and never
-reconnects; an Engine.IO close (`1`, or the transport closing) as a lost connection it
-reconnects by itself. So `41` is sent only when the client must stay away — its credential
-ended (contract §3) — and never on shutdown (contract §5), where it should come back to
-whichever process serves next.
+reconnects, and python-socketio's client treats an Engine.IO close packet (`1`) the same way;
+only a transport that just ends is a lost connection every client reconnects from by itself.
+So `41` and `1` are sent only when the client must stay away — its credential ended (contract
+§3) — and on shutdown (contract §5) or a slow consumer the socket just closes, and the client
+comes back to whichever process serves next.
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ class FastWebSocket(asyncio.Protocol):
         """
         conn = self.conn
         if conn is not None and not conn.closed:
-            conn.realtime.drop(conn, SHUTDOWN)  # its flush closes the socket
+            conn.close(SHUTDOWN)  # no packet: its flush closes the socket
         elif self.reader is None:
             self._refuse(Unavailable("The server is shutting down; reconnect to another"))
         else:

@@ -98,21 +98,10 @@ class Realtime:
         self.accepting = False
         for conn in list(self.connections.values()):
             try:
-                if why.stay_away:
-                    conn.close(why)
-                else:
-                    self.drop(conn, why)
+                conn.close(why)
             except Exception:
                 log.exception("closing a connection failed", extra={"sid": conn.sid})
         deadline = time.monotonic() + grace_s
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
 
-    @staticmethod
-    def drop(conn: Connection, why: Disconnect) -> None:
-        """End `conn` as a lost connection: no close packet; its transport cuts the socket."""
-        if conn.session.closed:
-            return
-        conn.session.abandon(why.reason)
-        conn.handle_events()
-        conn.wake.set()
