@@ -50,7 +50,8 @@ class GatewayMiddleware:
                 await self.refuse_origin(scope, receive, send, origin)
                 return
             if _CONTROL.search(scope.get("path", "")):
-                await envelope(404, "No such route: the path holds a control character")(
+                await envelope(400, "The path holds a control character: no route, store "
+                                    "name or entity id does (names are matched whole)")(
                     scope, receive, send)
                 return
             if scope["type"] == "websocket":
