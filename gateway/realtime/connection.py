@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import ids
@@ -46,6 +47,10 @@ class Sink(Protocol):
 
 log = logging.getLogger(__name__)
 
+MAX_EVENTS_IN_FLIGHT = 16  # client events of one connection handled at once
+MAX_EVENTS_WAITING = 1000  # and waiting for a slot; more are refused at once (429)
+
+
 def _failure(code: str, message: str) -> dict[str, Any]:
     return {"success": False, "code": code, "message": message}
 
@@ -53,7 +58,7 @@ def _failure(code: str, message: str) -> dict[str, Any]:
 class Connection:
     __slots__ = ("session", "principal", "transport", "realtime", "topics", "cursors",
                  "_replay_lock", "wake", "pending", "pending_bytes", "closed", "close_reason",
-                 "opened_at", "polling", "sink", "_tasks", "__weakref__")
+                 "opened_at", "polling", "sink", "_tasks", "_waiting", "__weakref__")
 
     def __init__(self, session: Session, principal: Principal, transport: str,
                  realtime: Realtime) -> None:
@@ -72,7 +77,8 @@ class Connection:
         self.opened_at = time.monotonic()
         self.polling = False  # a long-polling GET is waiting on this connection
         self.sink: Sink | None = None  # the websocket fast path writes directly, no task
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] | None = None  # client events in flight
+        self._waiting: deque[EventReceived] | None = None  # and those waiting for a slot
 
     @property
     def replay_lock(self) -> asyncio.Lock:
@@ -152,7 +158,7 @@ class Connection:
     def handle_events(self) -> None:
         for event in self.session.events_received():
             if isinstance(event, EventReceived):
-                self._spawn(self._on_client_event(event))
+                self._accept_client_event(event)
             elif isinstance(event, Disconnected):
                 self._on_disconnected(event.reason, event.error)
             elif isinstance(event, Upgraded):
@@ -174,10 +180,36 @@ class Connection:
             "seconds": round(time.monotonic() - self.opened_at, 1)})
         self.wake.set()
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
+    def _accept_client_event(self, event: EventReceived) -> None:
+        """Run it now, or after those in flight: a client that sends thousands of events at
+        once gets a bounded number of tasks and a bounded queue, then 429s without a task."""
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = set()
+        if len(tasks) < MAX_EVENTS_IN_FLIGHT:
+            self._start(event)
+            return
+        waiting = self._waiting
+        if waiting is None:
+            waiting = self._waiting = deque()
+        if len(waiting) < MAX_EVENTS_WAITING:
+            waiting.append(event)
+            return
+        self._answer(event, _failure(
+            "429", f"{MAX_EVENTS_IN_FLIGHT + MAX_EVENTS_WAITING} events already wait on this "
+                   "connection; wait for their acknowledgements before sending more"))
+
+    def _start(self, event: EventReceived) -> None:
+        task = asyncio.create_task(self._on_client_event(event))
+        assert self._tasks is not None
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._client_event_done)
+
+    def _client_event_done(self, task: asyncio.Task[None]) -> None:
+        if self._tasks is not None:
+            self._tasks.discard(task)
+        if self._waiting and not self.closed:
+            self._start(self._waiting.popleft())
 
     async def _on_client_event(self, event: EventReceived) -> None:
         try:
@@ -193,6 +225,9 @@ class Connection:
         except Exception:
             log.exception("realtime event failed", extra={"sid": self.sid, "event": event.name})
             answer = _failure("500", "Internal error; try again")
+        self._answer(event, answer)
+
+    def _answer(self, event: EventReceived, answer: dict[str, Any]) -> None:
         if event.ack_id is not None and not self.session.closed:
             try:
                 self.session.send_ack(event.namespace, event.ack_id, answer)
