@@ -66,7 +66,7 @@ class Connection:
         self.principal = principal
         self.transport = transport  # "polling" or "websocket"; changes on upgrade
         self.realtime = realtime
-        self.topics: set[Topic] = set()
+        self.topics: dict[Topic, str] = {}  # topic -> the id it is complete from (hub.py)
         self.cursors = Cursors()
         self._replay_lock: asyncio.Lock | None = None
         self.wake = asyncio.Event()

@@ -14,9 +14,12 @@ Three facts carry it:
    before the read, the held events everything after, so nothing falls between them.
 
 Because of (2) a replay can't go back behind what the connection was already offered: if
-`since` is older than `sent_up_to` and an event in between belongs only to the new
-subscription, sending it would break the order, so it is not sent and the subscription answers
-`recovered: false` (the client refetches, as after an expired history).
+`since` is older than `sent_up_to` and an event in between was not offered through a topic the
+connection held at that moment, sending it now would break the order, so it is not sent and
+the subscription answers `recovered: false` (the client refetches, as after an expired
+history). To know what each topic was offered, the connection keeps per topic the id it is
+complete from: the hub's horizon when it was joined (every later event still had to come
+through dispatch), or `since` after a replay that recovered.
 
 A connection keeps its cursors after unsubscribing — re-subscribing with an old `since` must not
 send an event twice — but not without bound: beyond `MAX_IDLE_CURSORS` cursors of stores it no

@@ -50,7 +50,8 @@ class Subscriber(Protocol):
     """What the hub needs of a connection; transports implement it."""
 
     principal: Principal
-    topics: set[Topic]
+    # topic -> the id after which it has been offered every event it matches (its "from")
+    topics: dict[Topic, str]
     cursors: Cursors
 
     @property
@@ -96,6 +97,10 @@ class Hub:
         self.lifetimes = lifetimes if lifetimes is not None else Lifetimes()
         self._rooms: dict[Topic, set[Subscriber]] = {}
         self._last_seen: dict[str, str] = {}  # store -> newest event id this process received
+        # The newest event id dispatched in any store (ids of one Redis compare across
+        # streams), or the listener's subscribe instant if later: every event after it is
+        # still to come through dispatch, so a topic joined now is complete from here.
+        self._horizon = ""
         # Redis's clock (ms) when the listener last subscribed: a store with no event seen
         # since then had none until the connection broke, so its catch-up starts there.
         self._subscribed_at_ms: int | None = None
@@ -115,8 +120,8 @@ class Hub:
         if topic in conn.topics:
             return
         self._rooms.setdefault(topic, set()).add(conn)
-        conn.topics.add(topic)
-        conn.cursors.joined(topic[0])
+        cursor = conn.cursors.joined(topic[0])
+        conn.topics[topic] = max(self._horizon, cursor.sent_up_to)
 
     def leave(self, conn: Subscriber, topic: Topic) -> None:
         if topic not in conn.topics:
@@ -126,7 +131,7 @@ class Hub:
             room.discard(conn)
             if not room:
                 del self._rooms[topic]
-        conn.topics.discard(topic)
+        del conn.topics[topic]
         conn.cursors.left(topic[0])
 
     async def subscribe(self, conn: Subscriber, topic: Topic, since: str | None) -> bool | None:
@@ -143,14 +148,16 @@ class Hub:
         store = topic[0]
         cursor = conn.cursors.get(store)
         offered_before = cursor.sent_up_to
-        held_topics = {t for t in conn.topics if t[0] == store}  # before this subscribe
+        # before this subscribe: the store's topics and where each is complete from
+        held_topics = {t: start for t, start in conn.topics.items() if t[0] == store}
         newly = topic not in conn.topics
         cursor.held = []
         self.join(conn, topic)
-        # When a subscription the connection already holds covers this one, everything up to
-        # what it was offered needs no second look: a flood of replays of one store reads
-        # only what is new.
-        covered = (store, None) in held_topics or topic in held_topics
+        # When a subscription the connection already holds covers this one since `since`,
+        # everything up to what it was offered needs no second look: a flood of replays of
+        # one store reads only what is new.
+        covered = any(t in ((store, None), topic) and start <= since
+                      for t, start in held_topics.items())
         try:
             replay = await history.events_after(
                 self._redis, store, since, skip_to=offered_before if covered else None)
@@ -165,7 +172,8 @@ class Hub:
         for event in replay.events:
             if event["id"] > offered_before:
                 break
-            if matches(topic, event) and not any(matches(t, event) for t in held_topics):
+            if matches(topic, event) and not any(
+                    start < event["id"] and matches(t, event) for t, start in held_topics.items()):
                 recovered = False
                 break
         pending = merge_by_id(replay.events, cursor.held)
@@ -187,6 +195,8 @@ class Hub:
         self._release(conn, cursor)
         if sent:
             self._metrics.messages_delivered.inc(sent)
+        if recovered and topic in conn.topics and since < conn.topics[topic]:
+            conn.topics[topic] = since  # it has had everything after `since` now
         return recovered
 
     def _release(self, conn: Subscriber, cursor: StoreCursor) -> None:
@@ -213,6 +223,8 @@ class Hub:
         event_id = event["id"]
         if self._last_seen.get(store, "") < event_id:
             self._last_seen[store] = event_id
+        if self._horizon < event_id:
+            self._horizon = event_id
         whole = self._rooms.get((store, None))
         entity_id = event.get("entityId")
         single = self._rooms.get((store, entity_id)) if entity_id else None
@@ -277,6 +289,8 @@ class Hub:
                     await self._catch_up()
                 first = False
                 self._subscribed_at_ms = seconds * 1000 + micros // 1000
+                # only what is published from now on comes through this subscription
+                self._horizon = max(self._horizon, f"{self._subscribed_at_ms:013d}-999999")
                 self.connected.set()
                 delay = 0.1
                 log.info("realtime listener subscribed")
