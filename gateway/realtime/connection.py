@@ -33,7 +33,7 @@ from gateway.protocol import (
 )
 from gateway.realtime.disconnect import SLOW_CONSUMER, Disconnect
 from gateway.realtime.cursor import Cursors, Topic
-from gateway.realtime.hub import Broadcast
+from gateway.realtime.hub import Broadcast, TooManySubscriptions
 
 if TYPE_CHECKING:
     from gateway.realtime.service import Realtime
@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 
 MAX_EVENTS_IN_FLIGHT = 16  # client events of one connection handled at once
 MAX_EVENTS_WAITING = 1000  # and waiting for a slot; more are refused at once (429)
+
+
+def _too_many(limit: int) -> dict[str, Any]:
+    return _failure("400", f"At most {limit} subscriptions per connection "
+                           "(GATEWAY_REALTIME_MAX_SUBSCRIPTIONS); unsubscribe first")
 
 
 def _failure(code: str, message: str) -> dict[str, Any]:
@@ -266,21 +271,19 @@ class Connection:
         store, entity_id = topic
         limit = self.realtime.max_subscriptions
         if topic not in self.topics and len(self.topics) >= limit:
-            return _failure("400", f"At most {limit} subscriptions per connection "
-                                   "(GATEWAY_REALTIME_MAX_SUBSCRIPTIONS); unsubscribe first")
+            return _too_many(limit)
         if entity_id is not None:
             entity = await self.realtime.entities.get(store, entity_id)
             if entity is None or not may_read(self.principal, entity):
                 return _failure("404", f"No entity {entity_id} in {store!r} that you may read")
         if self.closed:
             return _failure("400", "The connection is closed")
-        if topic not in self.topics and len(self.topics) >= limit:  # others got in meanwhile
-            return _failure("400", f"At most {limit} subscriptions per connection "
-                                   "(GATEWAY_REALTIME_MAX_SUBSCRIPTIONS); unsubscribe first")
         try:
-            recovered = await self.realtime.hub.subscribe(self, topic, since)
+            recovered = await self.realtime.hub.subscribe(self, topic, since, limit=limit)
         except BadSince:
             return _failure("400", f"'since' {since!r} is not an event id")
+        except TooManySubscriptions:  # others got in while this one waited
+            return _too_many(limit)
         answer: dict[str, Any] = {"success": True}
         if since is not None:
             answer["recovered"] = recovered

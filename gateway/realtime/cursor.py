@@ -54,14 +54,18 @@ class Cursors:
     floor: str = ""  # the highest `sent_up_to` of the cursors folded away
     fold_at: int = MAX_IDLE_CURSORS  # look for idle cursors once there are this many
 
-    def get(self, store: str) -> StoreCursor:
+    def get(self, store: str, seen: str | None = None) -> StoreCursor:
+        """The store's cursor; a new one starts at the floor, or at `seen` (the newest id of
+        the store the process dispatched) when lower: ids of different streams can tie in one
+        millisecond, and every live event of the store to come is above `seen`."""
         cursor = self.by_store.get(store)
         if cursor is None:
-            cursor = self.by_store[store] = StoreCursor(sent_up_to=self.floor)
+            start = self.floor if seen is None else min(self.floor, seen)
+            cursor = self.by_store[store] = StoreCursor(sent_up_to=start)
         return cursor
 
-    def joined(self, store: str) -> StoreCursor:
-        cursor = self.get(store)
+    def joined(self, store: str, seen: str | None = None) -> StoreCursor:
+        cursor = self.get(store, seen)
         cursor.topics += 1
         return cursor
 

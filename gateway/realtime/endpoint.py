@@ -62,8 +62,9 @@ class SocketIOEndpoint:
             if not answered:
                 await self._refuse(scope, receive, send, render(Unavailable()))
         except Exception:
+            query = {k: v for k, v in _query(scope).items() if k != "token"}  # a secret
             log.exception("realtime request failed", extra={"path": scope.get("path"),
-                                                             "query": _query(scope)})
+                                                             "query": query})
             if not answered:
                 await self._refuse(scope, receive, send, render(ApiError()))
 

@@ -46,6 +46,14 @@ MAX_BURST = 256  # events dispatched between two writes to a socket, at most
 REPLAY_SLICE = 128  # replayed events sent between two turns of the event loop
 
 
+class TooManySubscriptions(Exception):
+    """The connection holds its limit of subscriptions (GATEWAY_REALTIME_MAX_SUBSCRIPTIONS)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
 class Subscriber(Protocol):
     """What the hub needs of a connection; transports implement it."""
 
@@ -120,7 +128,7 @@ class Hub:
         if topic in conn.topics:
             return
         self._rooms.setdefault(topic, set()).add(conn)
-        cursor = conn.cursors.joined(topic[0])
+        cursor = conn.cursors.joined(topic[0], self._last_seen.get(topic[0], ""))
         conn.topics[topic] = max(self._horizon, cursor.sent_up_to)
 
     def leave(self, conn: Subscriber, topic: Topic) -> None:
@@ -134,19 +142,30 @@ class Hub:
         del conn.topics[topic]
         conn.cursors.left(topic[0])
 
-    async def subscribe(self, conn: Subscriber, topic: Topic, since: str | None) -> bool | None:
-        """Join a topic; with `since`, replay retained events first. Returns `recovered`."""
+    async def subscribe(self, conn: Subscriber, topic: Topic, since: str | None, *,
+                        limit: int) -> bool | None:
+        """Join a topic; with `since`, replay retained events first. Returns `recovered`.
+
+        Raises TooManySubscriptions when joining would give the connection more than `limit`.
+        """
         if since is None:
+            self._check_limit(conn, topic, limit)
             self.join(conn, topic)
             return None
         async with conn.replay_lock:  # a flood of replays queues behind one
             if conn.closed:
                 return False
+            self._check_limit(conn, topic, limit)  # others may have joined while we waited
             return await self._replay(conn, topic, since)
+
+    @staticmethod
+    def _check_limit(conn: Subscriber, topic: Topic, limit: int) -> None:
+        if topic not in conn.topics and len(conn.topics) >= limit:
+            raise TooManySubscriptions(limit)
 
     async def _replay(self, conn: Subscriber, topic: Topic, since: str) -> bool:
         store = topic[0]
-        cursor = conn.cursors.get(store)
+        cursor = conn.cursors.get(store, self._last_seen.get(store, ""))
         offered_before = cursor.sent_up_to
         # before this subscribe: the store's topics and where each is complete from
         held_topics = {t: start for t, start in conn.topics.items() if t[0] == store}
@@ -186,8 +205,6 @@ class Hub:
             if any(matches(t, event) for t in conn.topics if t != topic) or \
                     (event_id > since and topic in conn.topics and matches(topic, event)):
                 sent += self._offer(conn, cursor, event, encode_event(event), {})
-            else:
-                cursor.sent_up_to = event_id
             if index % REPLAY_SLICE == 0:
                 await asyncio.sleep(0)  # others' live events go out between slices
                 if conn.closed:
@@ -295,7 +312,8 @@ class Hub:
                 delay = 0.1
                 log.info("realtime listener subscribed")
                 while True:
-                    message = await pubsub.get_message(timeout=30.0)
+                    # a short wait: a reconnect redis-py made inside it is caught up promptly
+                    message = await pubsub.get_message(timeout=1.0)
                     if watch.reconnected:
                         await self._after_gap(watch)
                     if message is None:

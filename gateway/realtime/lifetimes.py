@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway import codec
 from gateway.auth.passwords import hash_fingerprint
@@ -54,19 +54,34 @@ def credential_keys(credential: Credential) -> list[str]:
 
 
 class Lifetimes:
-    def __init__(self, *, forget_user: Callable[[str | None], None] = lambda _: None) -> None:
+    def __init__(self, redis: Redis | None = None, *,
+                 forget_user: Callable[[str | None], None] = lambda _: None) -> None:
+        self._redis = redis
         # Drops this process's cached user records (one user, or all with None) so that REST
         # sees a changed user at once, like the connections do.
         self._forget_user = forget_user
         self._by_credential: dict[str, set[Watched]] = {}
         self._by_user: dict[str, set[Watched]] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
+        # Counts the user changes heard, so a confirmation read older than one is not applied.
+        self._changes: dict[str, int] = {}
+        self._confirming: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return sum(len(conns) for conns in self._by_user.values())
 
     # -- registry ------------------------------------------------------------------------
     def register(self, conn: Watched) -> None:
+        """File the connection, arm its expiry, and confirm in Redis that nothing ended or
+        changed between its handshake's check and now: a control message handled in that gap
+        could not find it."""
+        self._file(conn)
+        if self._redis is not None:
+            task = asyncio.get_running_loop().create_task(self._confirm(conn, self._redis))
+            self._confirming.add(task)
+            task.add_done_callback(self._confirming.discard)
+
+    def _file(self, conn: Watched) -> None:
         who = conn.principal
         self._by_user.setdefault(who.user_id, set()).add(conn)
         names = credential_keys(who.credential)
@@ -83,7 +98,8 @@ class Lifetimes:
 
     def unregister(self, conn: Watched) -> None:
         who = conn.principal
-        _discard(self._by_user, who.user_id, conn)
+        if _discard(self._by_user, who.user_id, conn):
+            self._changes.pop(who.user_id, None)
         for name in credential_keys(who.credential):
             if _discard(self._by_credential, name, conn) and name in self._expiry:
                 self._expiry.pop(name).cancel()
@@ -93,6 +109,46 @@ class Lifetimes:
         self._close(self._by_credential.get(name, ()), CREDENTIAL_EXPIRED)
 
     # -- what ends them ------------------------------------------------------------------
+    async def _confirm(self, conn: Watched, redis: Redis) -> None:
+        who = conn.principal
+        changes = self._changes.get(who.user_id, 0)
+        names = credential_keys(who.credential)
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    _queue_exists(pipe, name)
+                pipe.hget(keys.USERS, who.user_id)
+                *alive, raw = await pipe.execute()
+        except Exception:  # Redis away: the reconnect's revalidate covers this connection
+            log.warning("could not confirm a new connection's credential", exc_info=True)
+            return
+        if who.user_id not in self._by_user or conn not in self._by_user[who.user_id]:
+            return  # closed meanwhile
+        if not all(alive):
+            conn.close(CREDENTIAL_REVOKED)
+            return
+        record = codec.unpack(raw) if raw else None
+        if self._user_ended(record, [conn]):
+            return
+        if record is not None and self._changes.get(who.user_id, 0) == changes:
+            groups, roles = tuple(record.get("groups", ())), tuple(record.get("roles", ()))
+            if (groups, roles) != (who.groups, who.roles):
+                # all of the user's connections: the hub decides per user, not per socket
+                self._apply(who.user_id, groups, roles)
+
+    def _user_ended(self, record: dict[str, object] | None, conns: Iterable[Watched]) -> bool:
+        """Close the connections if the user is gone or disabled, and Basic ones whose
+        password hash is not the user's any more. True when all of them ended."""
+        conns = list(conns)
+        if record is None or record.get("disabled"):
+            self._close(conns, USER_ENDED)
+            return True
+        current = hash_fingerprint(str(record.get("password", "")))
+        stale = [conn for conn in conns if conn.principal.credential.kind == "basic"
+                 and conn.principal.credential.digest != current]
+        self._close(stale, USER_ENDED)
+        return len(stale) == len(conns)
+
     def on_control(self, message: control.ControlMessage) -> None:
         if isinstance(message, control.CredentialEnded):
             self._close(self._by_credential.get(f"{message.kind}:{message.digest}", ()),
@@ -102,6 +158,7 @@ class Lifetimes:
                         CREDENTIAL_REVOKED)
         else:
             self._forget_user(message.user_id)
+            self._changes[message.user_id] = self._changes.get(message.user_id, 0) + 1
             if message.ended:
                 self._close(self._by_user.get(message.user_id, ()), USER_ENDED)
             else:
@@ -127,13 +184,7 @@ class Lifetimes:
             return
         async with redis.pipeline(transaction=False) as pipe:
             for name in names:
-                kind, _, ident = name.partition(":")
-                if kind == "session":
-                    pipe.exists(keys.session(ident))
-                elif kind == "token":
-                    pipe.exists(keys.token(ident))
-                else:
-                    pipe.hexists(keys.APIKEYS, ident)
+                _queue_exists(pipe, name)
             if user_ids:
                 pipe.hmget(keys.USERS, user_ids)
             replies = await pipe.execute()
@@ -145,20 +196,25 @@ class Lifetimes:
         records = replies[len(names)] if user_ids else []
         for user_id, raw in zip(user_ids, records):
             record = codec.unpack(raw) if raw else None
-            conns = self._by_user.get(user_id, ())
-            if record is None or record.get("disabled"):
-                ended += len(conns)
-                self._close(conns, USER_ENDED)
-                continue
-            # A new password while we weren't listening: Basic connections checked the old one.
-            current = hash_fingerprint(str(record.get("password", "")))
-            stale = [conn for conn in conns if conn.principal.credential.kind == "basic"
-                     and conn.principal.credential.digest != current]
-            ended += len(stale)
-            self._close(stale, USER_ENDED)
-            self._apply(user_id, tuple(record.get("groups", ())), tuple(record.get("roles", ())))
+            before = len(self._by_user.get(user_id, ()))
+            # gone, disabled, or a new password Basic connections didn't check
+            if not self._user_ended(record, self._by_user.get(user_id, ())) and record:
+                self._apply(user_id, tuple(record.get("groups", ())),
+                            tuple(record.get("roles", ())))
+            ended += before - len(self._by_user.get(user_id, ()))
         if ended:
             log.info("realtime connections ended after reconnect", extra={"connections": ended})
+
+
+def _queue_exists(pipe: Any, name: str) -> None:
+    """Queue the check that a filed credential still exists in Redis."""
+    kind, _, ident = name.partition(":")
+    if kind == "session":
+        pipe.exists(keys.session(ident))
+    elif kind == "token":
+        pipe.exists(keys.token(ident))
+    else:
+        pipe.hexists(keys.APIKEYS, ident)
 
 
 def _discard(index: dict[str, set[Watched]], name: str, conn: Watched) -> bool:

@@ -34,7 +34,8 @@ class Realtime:
                  max_pending_bytes: int = 8 * 1024 * 1024,
                  ratelimiter: RateLimiter | None = None,
                  forget_user: Callable[[str | None], None] = lambda _: None) -> None:
-        self.hub = Hub(redis, metrics=metrics, lifetimes=Lifetimes(forget_user=forget_user))
+        self.hub = Hub(redis, metrics=metrics,
+                       lifetimes=Lifetimes(redis, forget_user=forget_user))
         self.ratelimiter = ratelimiter  # client events count against the user's limits
         self.max_subscriptions = settings.max_subscriptions
         self.entities = entities

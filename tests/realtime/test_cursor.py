@@ -48,3 +48,13 @@ def test_idle_cursors_fold_into_one_floor_and_active_ones_stay() -> None:
     # again starts there: nothing is sent twice
     assert all(event(n + 10)["id"] <= cursors.floor for n in folded)
     assert cursors.get(f"s{folded[0]}").sent_up_to == cursors.floor
+
+
+def test_a_new_cursor_starts_at_the_stores_own_last_id_when_below_the_floor() -> None:
+    """Ids of different streams can tie in one millisecond: a store's first event of a
+    millisecond (`…-000000`) sorts below another store's second (`…-000001`), so a floor taken
+    from another store must not hold back this store's next event."""
+    cursors = Cursors(floor="1700000000000-000001")
+    assert cursors.get("a", seen="1699999999999-000004").sent_up_to == "1699999999999-000004"
+    assert cursors.get("b", seen="1700000000001-000000").sent_up_to == "1700000000000-000001"
+    assert cursors.get("c").sent_up_to == "1700000000000-000001"
