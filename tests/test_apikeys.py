@@ -161,3 +161,14 @@ def test_apikeys_need_credentials(api):
     assert_envelope(api.http.post("/api/v1/apikeys", json={}), 401)
     assert_envelope(api.http.get("/api/v1/apikeys"), 401)
     assert_envelope(api.http.delete("/api/v1/apikeys/x"), 401)
+
+
+def test_a_one_time_token_may_create_an_api_key_once(api):
+    """The check made again after the body (deps.confirmed) asks after the token's issuer,
+    since the one-time token itself was spent by the first check."""
+    user = api.create_user()
+    once = api.http.post("/api/v1/auth/one-time-token", headers=user["auth"]).json()["token"]
+    bearer = {"Authorization": f"Bearer {once}"}
+    created = api.http.post("/api/v1/apikeys", json={"scope": "read"}, headers=bearer)
+    assert created.status_code == 201, created.text
+    assert api.http.post("/api/v1/apikeys", json={}, headers=bearer).status_code == 401

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from gateway.api.body import (
     optional_str_list, read_json_object, read_optional_json_object, require_str,
 )
-from gateway.api.deps import admin, context, principal, writer
+from gateway.api.deps import confirmed, admin, context, principal, writer
 from gateway.exceptions import BadRequest, Conflict, NotFound
 from gateway.hooks.store import Hooks
 from gateway.names import LOGIN as LOGIN  # re-exported: the CLI checks logins with it
@@ -37,12 +37,13 @@ async def me(request: Request) -> Response:
     return JSONResponse(user.public())
 
 
-# Routes that mint users or credentials read the body *before* checking the caller: a caller
-# whose credential ends while it holds its body back must not be let through by a check made
-# before the end (see tests/test_credential_minting.py).
+# Routes that mint users or credentials check the caller again once the body is in
+# (`deps.confirmed`): a credential that ended while the client held its body back must not be
+# let through by the check made before (tests/test_realtime_races.py).
 async def create_user(request: Request) -> Response:
+    who = await admin(request)
     body = await read_json_object(request)
-    await admin(request)
+    await confirmed(request, who)
     login = validate_login(require_str(body, "login") or "")
     password = require_str(body, "password") or ""
     groups = validate_groups(optional_str_list(body, "groups") or [])
@@ -91,8 +92,9 @@ async def get_user(request: Request) -> Response:
 
 async def update_user(request: Request) -> Response:
     """A new password or `disabled: true` ends every session, token and API key of the user."""
-    body = await read_json_object(request)  # before the check, as create_user
     who = await admin(request)
+    body = await read_json_object(request)
+    who = await confirmed(request, who)  # as create_user
     unknown = sorted(set(body) - set(PATCHABLE))
     if unknown:
         raise BadRequest(f"Unknown or unchangeable fields {unknown}; "
@@ -155,8 +157,9 @@ def parse_scope(value: object) -> str:
 
 async def create_apikey(request: Request) -> Response:
     # A write: a read-scoped token must not mint itself a "read write" key.
-    body = await read_optional_json_object(request)  # before the check, as create_user
     who = await writer(request)
+    body = await read_optional_json_object(request)
+    who = await confirmed(request, who)  # as create_user
     scope = parse_scope(body.get("scope"))
     apikey, secret = await context(request).apikeys.create(who.user_id, scope)
     return JSONResponse({"id": apikey.id, "key": secret, "scope": apikey.scope,

@@ -228,12 +228,13 @@ class Tokens:
         issuer = _unpack_credential(record["i"]) if "i" in record else None
         # A one-time token is no better than what issued it: spent after its issuer ended, it
         # would open a connection that nothing could end any more.
-        if issuer is not None and not await self._alive(issuer):
+        if issuer is not None and not await self.alive(issuer):
             return None
         return TokenRecord(record["u"], frozenset(record["s"]), record["k"], digest,
                            apikey_id=record.get("key"), issuer=issuer)
 
-    async def _alive(self, credential: Credential) -> bool:
+    async def alive(self, credential: Credential) -> bool:
+        """Whether a session or token credential (and its API key) still exists."""
         if credential.kind == "session" and credential.digest:
             return bool(await self._redis.exists(keys.session(credential.digest)))
         if credential.kind == "token" and credential.digest:
