@@ -24,6 +24,8 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.bans import LoginGuard
 from gateway.auth.credentials import ApiKeys, Sessions, Tokens
 from gateway.events.pipeline import EventPipeline
+from gateway.hooks.queue import DeliveryQueue
+from gateway.hooks.store import Hooks
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.realtime.endpoint import SocketIOEndpoint
@@ -60,8 +62,9 @@ class AppContext:
     events: EventPipeline
     entities: Entities
     realtime: Realtime
+    hooks: Hooks  # subscriptions, for the hook routes (delivery is the worker's)
+    hook_queue: DeliveryQueue  # deliveries, for the routes that list and retry them
     components: list[Component] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis, metrics: Metrics | None = None) -> AppContext:
@@ -81,6 +84,7 @@ class AppContext:
             authenticator=Authenticator(users=users, sessions=sessions, tokens=tokens, guard=guard),
             ratelimiter=ratelimiter,
             events=events, entities=entities,
+            hooks=Hooks(redis), hook_queue=DeliveryQueue(redis),
             realtime=Realtime(redis, settings=settings.realtime, entities=entities,
                               metrics=metrics, ratelimiter=ratelimiter,
                               forget_user=users.forget),

@@ -26,19 +26,11 @@ FIELDS = {"target_url", "event", "store"}
 
 
 def _hooks(request: Request) -> Hooks:
-    ctx = context(request)
-    hooks: Hooks | None = ctx.extras.get("hooks")
-    if hooks is None:
-        hooks = ctx.extras["hooks"] = Hooks(ctx.redis)
-    return hooks
+    return context(request).hooks
 
 
 def _queue(request: Request) -> DeliveryQueue:
-    ctx = context(request)
-    queue: DeliveryQueue | None = ctx.extras.get("hook_queue")
-    if queue is None:
-        queue = ctx.extras["hook_queue"] = DeliveryQueue(ctx.redis)
-    return queue
+    return context(request).hook_queue
 
 
 async def _own_hook(request: Request, who: Principal) -> Hook:
