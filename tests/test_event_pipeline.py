@@ -3,7 +3,7 @@ a refused write makes none, ids sort as strings, concurrent writes lose nothing,
 stream keeps GATEWAY_HISTORY_SIZE events.
 
 Events are read where the gateway puts them: the `gw:history:<store>` stream and the
-`gw:events` pub/sub channel (decoded with `decode_published`).
+`gw:events:<store>` pub/sub channel (decoded with `decode_published`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def history(redis_client, store):
 
 
 class Published:
-    """Everything published on gw:events for one store while the block runs."""
+    """Everything published on the store's channel (gw:events:<store>) while the block runs."""
 
     def __init__(self, redis_client, store):
         self.store = store
@@ -54,7 +54,7 @@ class Published:
         self.events = []
 
     def __enter__(self):
-        self.pubsub.subscribe("gw:events")
+        self.pubsub.subscribe(f"gw:events:{self.store}")
         self.pubsub.get_message(timeout=1)  # the subscribe confirmation
         return self
 
@@ -131,7 +131,7 @@ def test_an_admin_write_to_another_users_entity_is_one_event(client, alice, stor
 def test_the_pubsub_message_is_the_id_then_the_payload(client, alice, store, redis_client):
     """msgpack(event id) + msgpack(event without id), as pipeline.py documents."""
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe("gw:events")
+    pubsub.subscribe(f"gw:events:{store}")
     pubsub.get_message(timeout=1)
     try:
         entity = create(client, alice, store)

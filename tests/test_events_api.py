@@ -42,7 +42,7 @@ def test_admin_and_publisher_publish_with_202_and_an_id(client, publisher, store
     auth = client.as_admin() if who == "admin" else publisher["auth"]
     entity_id = "0123456789abcdef01234567"
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe("gw:events")
+    pubsub.subscribe(f"gw:events:{store}")
     pubsub.get_message(timeout=1)
     try:
         before = int(time.time() * 1000)

@@ -2,7 +2,7 @@
 
     write ──► commit script (atomic in Redis) ──┬─► entity key + creation index   (the write)
                                                 ├─► gw:history:<store>  stream     (recovery, `since`)
-                                                ├─► PUBLISH gw:events              (realtime fan-out)
+                                                ├─► PUBLISH gw:events:<store>      (realtime fan-out)
                                                 └─► gw:hooks:inbox      stream     (hook matching)
 
 One script means a crash can't leave a change without its event or an event without its change:
@@ -112,7 +112,7 @@ class EventPipeline:
             keys=[keys.entity(store, entity_id), keys.entity_index(store), keys.history(store),
                   keys.HOOK_INBOX, keys.HOOK_COUNT],
             args=[mode, expected, new_value, entity_id, created_ms, payload,
-                  self._history_size, keys.EVENTS_CHANNEL],
+                  self._history_size, keys.events_channel(store)],
         )
         if not ok:
             raise WriteConflict(result.decode() if isinstance(result, bytes) else str(result))

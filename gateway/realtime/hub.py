@@ -1,11 +1,16 @@
 """The fan-out hub: one per process, between Redis pub/sub and this process's connections.
 
-    Redis PUBLISH gw:events ─► listener ─► dispatch(event) ─► rooms[store] ∪ rooms[store, id]
+    PUBLISH gw:events:<store> ─► listener ─► dispatch(event) ─► rooms[store] ∪ rooms[store, id]
                                                 │               │
                                                 │               └─ may_read(user, data)? once per
                                                 │                  user per event, not per socket
                                                 └─ frame encoded once ─► conn.push(frame)  (no await)
-    Redis PUBLISH gw:control ─► lifetimes.on_control (credentials ended, users changed)
+    PUBLISH gw:control ─► lifetimes.on_control (credentials ended, users changed)
+
+Dynamic subscriptions: the listener subscribes to a store's channel when a connection of this
+process first watches the store (the subscribe waits for Redis's confirmation, so nothing
+published after its ack can be missed) and unsubscribes once none has for `IDLE_STORE_S`: a
+process's fan-in is what its clients want, not the whole event stream.
 
 A connection receives an event when subscribed to its store or entity and its user may read
 the entity at that moment. Exactly once and in id order per store, whatever the client
@@ -37,12 +42,16 @@ from gateway.protocol.websocket import text_frame
 from gateway.realtime.cursor import Cursors, Event, StoreCursor, Topic, matches, merge_by_id
 from gateway.realtime.disconnect import Disconnect
 from gateway.realtime.lifetimes import Lifetimes
+from gateway.exceptions import StoreUnavailable
 from gateway.store import control, keys
 from gateway.store.redis import Redis
 
 log = logging.getLogger(__name__)
 
 MAX_BURST = 256  # events dispatched between two writes to a socket, at most
+CHANNEL_TIMEOUT_S = 5.0  # a subscribe waits this long for Redis to confirm a new store's channel
+IDLE_STORE_S = 30.0  # a store no connection watches stays subscribed this long (churn)
+_EVENTS_PREFIX = keys.EVENTS_CHANNEL_PREFIX.encode()
 REPLAY_SLICE = 128  # replayed events sent between two turns of the event loop
 
 
@@ -105,15 +114,18 @@ class Hub:
         self.lifetimes = lifetimes if lifetimes is not None else Lifetimes()
         self._rooms: dict[Topic, set[Subscriber]] = {}
         self._last_seen: dict[str, str] = {}  # store -> newest event id this process received
-        # The newest event id dispatched in any store (ids of one Redis compare across
-        # streams), or the listener's subscribe instant if later: every event after it is
-        # still to come through dispatch, so a topic joined now is complete from here.
-        self._horizon = ""
         # Redis's clock (ms) when the listener last subscribed: a store with no event seen
         # since then had none until the connection broke, so its catch-up starts there.
         self._subscribed_at_ms: int | None = None
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        # Dynamic subscriptions: one channel per store, subscribed while any connection of
+        # this process watches the store (and a while after, against churn). A store's future
+        # is done once Redis confirmed its subscription: from then on its events arrive.
+        self._pubsub: Any = None
+        self._channels: dict[str, asyncio.Future[None]] = {}
+        self._topics_per_store: dict[str, int] = {}
+        self._idle_since: dict[str, float] = {}  # store -> when its last topic left
 
     # -- connections ---------------------------------------------------------------------
     def register(self, conn: Subscriber) -> None:
@@ -125,11 +137,17 @@ class Hub:
         self.lifetimes.unregister(conn)
 
     def join(self, conn: Subscriber, topic: Topic) -> None:
+        """Call only once the store's channel is watched (`_watch_store`)."""
         if topic in conn.topics:
             return
+        store = topic[0]
         self._rooms.setdefault(topic, set()).add(conn)
-        cursor = conn.cursors.joined(topic[0], self._last_seen.get(topic[0], ""))
-        conn.topics[topic] = max(self._horizon, cursor.sent_up_to)
+        self._topics_per_store[store] = self._topics_per_store.get(store, 0) + 1
+        self._idle_since.pop(store, None)
+        seen = self._last_seen.get(store, "")
+        cursor = conn.cursors.joined(store, seen)
+        # every event of the store after `seen` is still to come through dispatch
+        conn.topics[topic] = max(seen, cursor.sent_up_to)
 
     def leave(self, conn: Subscriber, topic: Topic) -> None:
         if topic not in conn.topics:
@@ -141,6 +159,13 @@ class Hub:
                 del self._rooms[topic]
         del conn.topics[topic]
         conn.cursors.left(topic[0])
+        store = topic[0]
+        left = self._topics_per_store.get(store, 0) - 1
+        if left > 0:
+            self._topics_per_store[store] = left
+        else:
+            self._topics_per_store.pop(store, None)
+            self._idle_since[store] = time.monotonic()
 
     async def subscribe(self, conn: Subscriber, topic: Topic, since: str | None, *,
                         limit: int) -> bool | None:
@@ -148,6 +173,7 @@ class Hub:
 
         Raises TooManySubscriptions when joining would give the connection more than `limit`.
         """
+        await self._watch_store(topic[0])
         if since is None:
             self._check_limit(conn, topic, limit)
             self.join(conn, topic)
@@ -157,6 +183,29 @@ class Hub:
                 return False
             self._check_limit(conn, topic, limit)  # others may have joined while we waited
             return await self._replay(conn, topic, since)
+
+    async def _watch_store(self, store: str) -> None:
+        """Make sure this process receives the store's events before a topic joins it."""
+        self._idle_since.pop(store, None)
+        confirmed = self._channels.get(store)
+        if confirmed is None:
+            confirmed = self._channels[store] = asyncio.get_running_loop().create_future()
+            if self._pubsub is not None and self.connected.is_set():
+                try:
+                    await self._pubsub.subscribe(keys.events_channel(store))
+                except (RedisError, OSError):
+                    pass  # the listener subscribes every watched store when it reconnects
+        if confirmed.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(confirmed), CHANNEL_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise StoreUnavailable() from None
+        # Events published before the subscription never came: the store's topics are
+        # complete only from its newest event now (what follows comes through dispatch).
+        newest = await history.latest_event_id(self._redis, store)
+        if newest is not None and self._last_seen.get(store, "") < newest:
+            self._last_seen[store] = newest
 
     @staticmethod
     def _check_limit(conn: Subscriber, topic: Topic, limit: int) -> None:
@@ -240,8 +289,6 @@ class Hub:
         event_id = event["id"]
         if self._last_seen.get(store, "") < event_id:
             self._last_seen[store] = event_id
-        if self._horizon < event_id:
-            self._horizon = event_id
         whole = self._rooms.get((store, None))
         entity_id = event.get("entityId")
         single = self._rooms.get((store, entity_id)) if entity_id else None
@@ -296,18 +343,18 @@ class Hub:
         delay = 0.1
         first = True
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._redis.pubsub()  # subscribe confirmations activate watched stores
             watch = _ReconnectWatch(pubsub)
             try:
-                await pubsub.subscribe(keys.EVENTS_CHANNEL, keys.CONTROL_CHANNEL)
+                await pubsub.subscribe(keys.CONTROL_CHANNEL,
+                                       *(keys.events_channel(store) for store in self._channels))
+                self._pubsub = pubsub
                 seconds, micros = await self._redis.time()
                 if not first:
                     await self.lifetimes.revalidate(self._redis)
                     await self._catch_up()
                 first = False
                 self._subscribed_at_ms = seconds * 1000 + micros // 1000
-                # only what is published from now on comes through this subscription
-                self._horizon = max(self._horizon, f"{self._subscribed_at_ms:013d}-999999")
                 self.connected.set()
                 delay = 0.1
                 log.info("realtime listener subscribed")
@@ -317,6 +364,7 @@ class Hub:
                     if watch.reconnected:
                         await self._after_gap(watch)
                     if message is None:
+                        await self._drop_idle_stores(pubsub)
                         continue
                     # Take whatever else already arrived and dispatch the burst without
                     # yielding, so each socket gets one write for all of it (fastws.Coalescer).
@@ -343,6 +391,7 @@ class Hub:
                 self.connected.clear()
                 log.exception("realtime listener failed; restarting")
             finally:
+                self._pubsub = None
                 try:
                     # redis-py leaves PubSub.aclose unannotated.
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -359,11 +408,34 @@ class Hub:
         await self.lifetimes.revalidate(self._redis)
         await self._catch_up()
 
+    async def _drop_idle_stores(self, pubsub: Any) -> None:
+        """Unsubscribe from stores no connection has watched for a while (while idle)."""
+        if not self._idle_since:
+            return
+        now = time.monotonic()
+        idle = [store for store, since in self._idle_since.items()
+                if now - since >= IDLE_STORE_S and store not in self._topics_per_store
+                and self._channels.get(store) is not None and self._channels[store].done()]
+        if not idle:
+            return
+        for store in idle:
+            del self._idle_since[store]
+            del self._channels[store]
+        # A later watch of one of them subscribes again, after this on the same connection.
+        await pubsub.unsubscribe(*(keys.events_channel(store) for store in idle))
+
     def _on_message(self, message: dict[str, Any]) -> None:
         channel = message["channel"]
         data = message["data"]
+        kind = message["type"]
         try:
-            if channel == keys.EVENTS_CHANNEL.encode():
+            if kind == "subscribe" and channel.startswith(_EVENTS_PREFIX):
+                confirmed = self._channels.get(channel[len(_EVENTS_PREFIX):].decode())
+                if confirmed is not None and not confirmed.done():
+                    confirmed.set_result(None)
+            elif kind != "message":
+                return
+            elif channel.startswith(_EVENTS_PREFIX):
                 self._metrics.events_received.inc()
                 self.dispatch(decode_published(data))
             elif channel == keys.CONTROL_CHANNEL.encode():

@@ -71,12 +71,20 @@ def entity_index(store: str) -> str:
     return f"{PREFIX}ix:{store}"
 
 
+def events_channel(store: str) -> str:
+    """Pub/sub: the store's events, for realtime fan-out. One channel per store, so a process
+    subscribes to the stores its connections watch and its fan-in is what its clients want."""
+    return f"{PREFIX}events:{store}"
+
+
+EVENTS_CHANNEL_PREFIX = PREFIX + "events:"
+
+
 def history(store: str) -> str:
     """Stream of the store's recent events (GATEWAY_HISTORY_SIZE), for `since` recovery."""
     return f"{PREFIX}history:{store}"
 
 
-EVENTS_CHANNEL = PREFIX + "events"  # pub/sub: every event, for realtime fan-out
 CONTROL_CHANNEL = PREFIX + "control"  # pub/sub: session revocations and other signals
 HOOK_INBOX = PREFIX + "hooks:inbox"  # stream: events awaiting hook matching (durable)
 HOOK_COUNT = PREFIX + "hooks:count"  # number of hooks; writes skip HOOK_INBOX when absent
