@@ -421,6 +421,7 @@ class Hub:
         for store in idle:
             del self._idle_since[store]
             del self._channels[store]
+            self._last_seen.pop(store, None)  # set again if it is watched again
         # A later watch of one of them subscribes again, after this on the same connection.
         await pubsub.unsubscribe(*(keys.events_channel(store) for store in idle))
 
@@ -446,13 +447,14 @@ class Hub:
             log.exception("bad realtime message", extra={"channel": channel})
 
     async def _catch_up(self) -> None:
-        """After a reconnect: what did this process miss, per store with subscribers?
+        """After a reconnect: what did this process miss, per store it watches (subscribers
+        or not: a store still subscribed claims its events came, see `join`)?
 
         Replayed oldest first across stores too (ids from one Redis clock compare across
         streams), so a client watching several stores sees them in the order they happened.
         """
         missed: list[Event] = []
-        for store in {store for store, _ in self._rooms}:
+        for store in {*self._channels, *(store for store, _ in self._rooms)}:
             since = self._last_seen.get(store)
             if since is None:
                 if self._subscribed_at_ms is None:
