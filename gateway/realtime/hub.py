@@ -1,57 +1,47 @@
-"""The fan-out hub: one per process, between Redis pub/sub and this process's connections.
+"""The fan-out hub: one per process, between the broker (Redis pub/sub) and this process's
+connections.
 
-    PUBLISH gw:events:<store> ─► listener ─► dispatch(event) ─► rooms[store] ∪ rooms[store, id]
-                                                │               │
-                                                │               └─ may_read(user, data)? once per
-                                                │                  user per event, not per socket
-                                                └─ frame encoded once ─► conn.push(frame)  (no await)
-    PUBLISH gw:control ─► lifetimes.on_control (credentials ended, users changed)
-
-Dynamic subscriptions: the listener subscribes to a store's channel when a connection of this
-process first watches the store (the subscribe waits for Redis's confirmation, so nothing
-published after its ack can be missed) and unsubscribes once none has for `IDLE_STORE_S`: a
-process's fan-in is what its clients want, not the whole event stream.
+    broker ─► on_event(event) ─► dispatch ─► rooms[store] ∪ rooms[store, id]
+                                      │          │
+                                      │          └─ may_read(user, data)? once per user per
+                                      │             event, not per socket
+                                      └─ frame encoded once ─► conn.push(frame)  (no await)
+    broker ─► on_control ─► lifetimes (credentials ended, users changed)
+    broker ─► on_gap ─► re-check credentials, replay what was missed from each store's history
 
 A connection receives an event when subscribed to its store or entity and its user may read
 the entity at that moment. Exactly once and in id order per store, whatever the client
 subscribes and however many `since` replays overlap: see `cursor.py`.
 
-The listener reconnects with backoff when Redis goes away; after it is back, it replays from
-each store's history what this process missed while disconnected, so subscribers see no gap as
-long as the events are still retained, and re-checks every watched credential.
+Dynamic subscriptions: the hub asks the broker for a store's events when a connection of this
+process first watches the store (the subscribe waits until they flow, so nothing published
+after its ack can be missed) and releases the store when none does (`broker.py`): a process's
+fan-in is what its clients want, not the whole event stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Iterable
-from typing import Any, Protocol
-
-from redis.exceptions import RedisError
+from typing import Protocol
 
 from gateway.auth.principal import Principal
 from gateway.events import history
-from gateway.events.pipeline import decode_published
 from gateway.metrics import Metrics
 from gateway.permissions import may_read
 from gateway.protocol import encode_broadcast
 from gateway.protocol.websocket import text_frame
 from gateway.realtime.cursor import Cursors, Event, StoreCursor, Topic, matches, merge_by_id
+from gateway.realtime.broker import Broker, RedisBroker
 from gateway.realtime.disconnect import Disconnect
 from gateway.realtime.lifetimes import Lifetimes
-from gateway.exceptions import StoreUnavailable
-from gateway.store import control, keys
+from gateway.store import control
 from gateway.store.redis import Redis
 
 log = logging.getLogger(__name__)
 
-MAX_BURST = 256  # events dispatched between two writes to a socket, at most
-CHANNEL_TIMEOUT_S = 5.0  # a subscribe waits this long for Redis to confirm a new store's channel
-IDLE_STORE_S = 30.0  # a store no connection watches stays subscribed this long (churn)
-_EVENTS_PREFIX = keys.EVENTS_CHANNEL_PREFIX.encode()
 REPLAY_SLICE = 128  # replayed events sent between two turns of the event loop
 
 
@@ -108,24 +98,14 @@ def encode_event(event: Event) -> Broadcast:
 
 class Hub:
     def __init__(self, redis: Redis, *, metrics: Metrics, lifetimes: Lifetimes | None = None,
-                 ) -> None:
+                 broker: Broker | None = None) -> None:
         self._redis = redis
+        self._broker: Broker = broker if broker is not None else RedisBroker(redis)
         self._metrics = metrics
         self.lifetimes = lifetimes if lifetimes is not None else Lifetimes()
         self._rooms: dict[Topic, set[Subscriber]] = {}
         self._last_seen: dict[str, str] = {}  # store -> newest event id this process received
-        # Redis's clock (ms) when the listener last subscribed: a store with no event seen
-        # since then had none until the connection broke, so its catch-up starts there.
-        self._subscribed_at_ms: int | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
-        # Dynamic subscriptions: one channel per store, subscribed while any connection of
-        # this process watches the store (and a while after, against churn). A store's future
-        # is done once Redis confirmed its subscription: from then on its events arrive.
-        self._pubsub: Any = None
-        self._channels: dict[str, asyncio.Future[None]] = {}
-        self._topics_per_store: dict[str, int] = {}
-        self._idle_since: dict[str, float] = {}  # store -> when its last topic left
+        self._topics_per_store: dict[str, int] = {}  # the broker watches these stores
 
     # -- connections ---------------------------------------------------------------------
     def register(self, conn: Subscriber) -> None:
@@ -143,7 +123,6 @@ class Hub:
         store = topic[0]
         self._rooms.setdefault(topic, set()).add(conn)
         self._topics_per_store[store] = self._topics_per_store.get(store, 0) + 1
-        self._idle_since.pop(store, None)
         seen = self._last_seen.get(store, "")
         cursor = conn.cursors.joined(store, seen)
         # every event of the store after `seen` is still to come through dispatch
@@ -165,7 +144,7 @@ class Hub:
             self._topics_per_store[store] = left
         else:
             self._topics_per_store.pop(store, None)
-            self._idle_since[store] = time.monotonic()
+            self._broker.release(store)
 
     async def subscribe(self, conn: Subscriber, topic: Topic, since: str | None, *,
                         limit: int) -> bool | None:
@@ -186,21 +165,8 @@ class Hub:
 
     async def _watch_store(self, store: str) -> None:
         """Make sure this process receives the store's events before a topic joins it."""
-        self._idle_since.pop(store, None)
-        confirmed = self._channels.get(store)
-        if confirmed is None:
-            confirmed = self._channels[store] = asyncio.get_running_loop().create_future()
-            if self._pubsub is not None and self.connected.is_set():
-                try:
-                    await self._pubsub.subscribe(keys.events_channel(store))
-                except (RedisError, OSError):
-                    pass  # the listener subscribes every watched store when it reconnects
-        if confirmed.done():
+        if not await self._broker.watch(store):
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(confirmed), CHANNEL_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            raise StoreUnavailable() from None
         # Events published before the subscription never came: the store's topics are
         # complete only from its newest event now (what follows comes through dispatch).
         newest = await history.latest_event_id(self._redis, store)
@@ -327,124 +293,26 @@ class Hub:
         conn.push(frame)
         return 1
 
-    # -- the Redis listener --------------------------------------------------------------
+    # -- the broker's callbacks ----------------------------------------------------------
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._listen_forever(), name="hub-listener")
+        await self._broker.start(self)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self._broker.stop()
 
-    async def _listen_forever(self) -> None:
-        delay = 0.1
-        first = True
-        while True:
-            pubsub = self._redis.pubsub()  # subscribe confirmations activate watched stores
-            watch = _ReconnectWatch(pubsub)
-            try:
-                await pubsub.subscribe(keys.CONTROL_CHANNEL,
-                                       *(keys.events_channel(store) for store in self._channels))
-                self._pubsub = pubsub
-                seconds, micros = await self._redis.time()
-                if not first:
-                    await self.lifetimes.revalidate(self._redis)
-                    await self._catch_up()
-                first = False
-                self._subscribed_at_ms = seconds * 1000 + micros // 1000
-                self.connected.set()
-                delay = 0.1
-                log.info("realtime listener subscribed")
-                while True:
-                    # a short wait: a reconnect redis-py made inside it is caught up promptly
-                    message = await pubsub.get_message(timeout=1.0)
-                    if watch.reconnected:
-                        await self._after_gap(watch)
-                    if message is None:
-                        await self._drop_idle_stores(pubsub)
-                        continue
-                    # Take whatever else already arrived and dispatch the burst without
-                    # yielding, so each socket gets one write for all of it (fastws.Coalescer).
-                    burst = [message]
-                    while len(burst) < MAX_BURST:
-                        more = await pubsub.get_message(timeout=0.0)
-                        if watch.reconnected:  # `more` came after a gap: what came before first
-                            for message in burst:
-                                self._on_message(message)
-                            burst = []
-                            await self._after_gap(watch)
-                        if more is None:
-                            break
-                        burst.append(more)
-                    for message in burst:
-                        self._on_message(message)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                self.connected.clear()
-                log.warning("realtime listener lost Redis; reconnecting",
-                            extra={"error": repr(exc), "retry_in_s": round(delay, 2)})
-            except Exception:
-                self.connected.clear()
-                log.exception("realtime listener failed; restarting")
-            finally:
-                self._pubsub = None
-                try:
-                    # redis-py leaves PubSub.aclose unannotated.
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                except Exception:
-                    pass
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 2.0)  # capped low: subscribers wait on this, not just readiness
+    def on_event(self, event: Event) -> None:
+        self._metrics.events_received.inc()
+        self.dispatch(event)
 
-    async def _after_gap(self, watch: _ReconnectWatch) -> None:
-        """redis-py reconnected the pub/sub connection by itself: whatever was published in
-        between never reached us. Do what a reconnect of our own does."""
-        watch.reconnected = False
-        log.warning("realtime listener's connection was re-established; catching up")
+    def on_control(self, message: control.ControlMessage) -> None:
+        self.lifetimes.on_control(message)
+
+    async def on_gap(self) -> None:
         await self.lifetimes.revalidate(self._redis)
         await self._catch_up()
 
-    async def _drop_idle_stores(self, pubsub: Any) -> None:
-        """Unsubscribe from stores no connection has watched for a while (while idle)."""
-        if not self._idle_since:
-            return
-        now = time.monotonic()
-        idle = [store for store, since in self._idle_since.items()
-                if now - since >= IDLE_STORE_S and store not in self._topics_per_store
-                and self._channels.get(store) is not None and self._channels[store].done()]
-        if not idle:
-            return
-        for store in idle:
-            del self._idle_since[store]
-            del self._channels[store]
-            self._last_seen.pop(store, None)  # set again if it is watched again
-        # A later watch of one of them subscribes again, after this on the same connection.
-        await pubsub.unsubscribe(*(keys.events_channel(store) for store in idle))
-
-    def _on_message(self, message: dict[str, Any]) -> None:
-        channel = message["channel"]
-        data = message["data"]
-        kind = message["type"]
-        try:
-            if kind == "subscribe" and channel.startswith(_EVENTS_PREFIX):
-                confirmed = self._channels.get(channel[len(_EVENTS_PREFIX):].decode())
-                if confirmed is not None and not confirmed.done():
-                    confirmed.set_result(None)
-            elif kind != "message":
-                return
-            elif channel.startswith(_EVENTS_PREFIX):
-                self._metrics.events_received.inc()
-                self.dispatch(decode_published(data))
-            elif channel == keys.CONTROL_CHANNEL.encode():
-                signal = control.decode(data)
-                if signal is not None:
-                    self.lifetimes.on_control(signal)
-        except Exception:
-            log.exception("bad realtime message", extra={"channel": channel})
+    def on_unwatched(self, store: str) -> None:
+        self._last_seen.pop(store, None)  # set again if it is watched again
 
     async def _catch_up(self) -> None:
         """After a reconnect: what did this process miss, per store it watches (subscribers
@@ -454,13 +322,14 @@ class Hub:
         streams), so a client watching several stores sees them in the order they happened.
         """
         missed: list[Event] = []
-        for store in {*self._channels, *(store for store, _ in self._rooms)}:
+        subscribed_at_ms = self._broker.subscribed_at_ms
+        for store in {*self._broker.watched(), *(store for store, _ in self._rooms)}:
             since = self._last_seen.get(store)
             if since is None:
-                if self._subscribed_at_ms is None:
+                if subscribed_at_ms is None:
                     continue
                 # just before that instant: every event since then, none from before
-                since = f"{self._subscribed_at_ms - 1:013d}-999999"
+                since = f"{subscribed_at_ms - 1:013d}-999999"
             replay = await history.events_after(self._redis, store, since)
             missed.extend(replay.events)
         missed.sort(key=lambda event: event["id"])
@@ -478,23 +347,3 @@ def _union(a: set[Subscriber] | None, b: set[Subscriber] | None) -> Iterable[Sub
     if not a:
         return tuple(b)
     return [*a, *(conn for conn in b if conn not in a)]
-
-
-class _ReconnectWatch:
-    """Notices redis-py re-establishing a pub/sub connection behind our back.
-
-    With retries configured, `PubSub` reconnects and re-subscribes inside `get_message` (its
-    `on_connect`) and carries on as if nothing happened, but messages published meanwhile are
-    gone. Its first connect has no channels yet; any later one with channels is a reconnect.
-    """
-
-    def __init__(self, pubsub: Any) -> None:
-        self.reconnected = False
-        self._resubscribe = pubsub.on_connect
-        pubsub.on_connect = self._on_connect
-        self._pubsub = pubsub
-
-    async def _on_connect(self, connection: Any) -> None:
-        if self._pubsub.channels:
-            self.reconnected = True
-        await self._resubscribe(connection)
