@@ -177,8 +177,10 @@ def _worker_mode(raw: str) -> str:
 
 
 def _redis_url(raw: str) -> str:
-    if not raw.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    # the Sentinel form's own parts are checked where it is parsed (gateway.store.redis)
+    if not raw.startswith(("redis://", "rediss://", "unix://",
+                           "redis+sentinel://", "rediss+sentinel://")):
+        raise ValueError("expected a redis://, rediss://, unix:// or redis+sentinel:// URL")
     return raw
 
 

@@ -11,6 +11,7 @@ delivery ids already exist).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -53,7 +54,9 @@ class Matcher:
             except Exception:
                 log.exception("hook matcher failed; retrying in 1 s")
                 await asyncio.sleep(1)
-                await self._queue.ensure_groups()
+                # Redis may still be away (a failover): a failure here must not end the loop.
+                with contextlib.suppress(Exception):
+                    await self._queue.ensure_groups()
 
     async def _read(self) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
         now = time.monotonic()
