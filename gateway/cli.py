@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (GATEWAY_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (GATEWAY_PORT or PORT, default 8000)")
     serve.add_argument("--redis-url", help="Redis URL (GATEWAY_REDIS_URL; empty: embedded)")
+    serve.add_argument("--workers", type=_workers, metavar="N",
+                       help="processes serving the one port, every transport working whichever "
+                            "a request reaches (GATEWAY_WORKERS, default 1)")
+    serve.add_argument("--log-level", default=argparse.SUPPRESS,  # as before the subcommand
+                       choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
 
     worker = commands.add_parser(
         "worker", help="deliver REST hooks only (for scaled-out deployments)",
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = apply_flags(Settings.from_env(), args)
         if args.command == "serve":
             from gateway.server import serve
-            return serve(settings)
+            return serve(settings, log_level=args.log_level)
         if args.command == "worker":
             from gateway.server import run_worker
             return run_worker(settings)
@@ -144,12 +149,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _workers(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not valid: expected a whole number above 0")
+    return value
+
+
 def apply_flags(settings: Settings, args: argparse.Namespace) -> Settings:
     http = settings.http
     if getattr(args, "host", None):
         http = dataclasses.replace(http, host=args.host)
     if getattr(args, "port", None) is not None:
         http = dataclasses.replace(http, port=args.port)
+    if getattr(args, "workers", None) is not None:
+        http = dataclasses.replace(http, workers=args.workers)
     redis = settings.redis
     if getattr(args, "redis_url", None):
         redis = dataclasses.replace(redis, url=args.redis_url)

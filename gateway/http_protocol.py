@@ -13,6 +13,12 @@ it is complete — and no task.
 **Upgrade.** httptools stops at the end of an upgrade request's head and uvicorn hands the
 socket to the websocket protocol with the head only, dropping whatever followed it in the same
 read (a client's first frame). Here those bytes are passed on.
+
+**Workers** (`gateway serve --workers N`, `handoff.py`). A connection the parent handed over
+may come with bytes another worker already read (`carried`): they are read first. And at the
+start of each request, one naming another worker's Engine.IO session is handed to that worker
+(`channel`, set per worker by `bind`), unless the parent said this is as far as it goes
+(`final`).
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.handoff import WorkerChannel
 
 # GATEWAY__HTTP_HEAD_TIMEOUT_S (double underscore: internal, not a setting of the contract)
 # lets tests shorten it.
@@ -42,21 +50,44 @@ _TIMEOUT_RESPONSE = (
 class GatewayHttpProtocol(HttpToolsProtocol):
     """One HTTP/1.1 connection (uvicorn's `Config(http=...)`)."""
 
+    channel: ClassVar[WorkerChannel | None] = None  # a worker's; see `bind`
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_started = False  # some of a request head has arrived, not all of it
+        self.carried = b""  # read by another process before this one adopted the connection
+        self.final = False  # the parent could not route the carried request further
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_head_timer()
+        if self.carried:
+            carried, self.carried = self.carried, b""
+            self.data_received(carried)
+        self.final = False
+
+    @classmethod
+    def bind(cls, channel: WorkerChannel) -> type[GatewayHttpProtocol]:
+        """The protocol class of a worker of `gateway serve --workers N`."""
+        return type("WorkerHttpProtocol", (cls,), {"channel": channel})
+
+    def _between_requests(self) -> bool:
+        cycle = self.cycle
+        return not self._head_started and not self.pipeline and (
+            cycle is None or (cycle.response_complete and not cycle.more_body))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        """uvicorn's, except that bytes after an upgrade request's head reach the websocket."""
+        """uvicorn's, except that bytes after an upgrade request's head reach the websocket,
+        and a request for another worker's session goes to that worker."""
+        channel = self.channel
+        if channel is not None and not self.final and self._between_requests() \
+                and channel.hand_off(self.transport, data):
+            return
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)

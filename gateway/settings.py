@@ -23,6 +23,9 @@ T = TypeVar("T")
 class RedisSettings:
     url: str = ""  # empty: start an embedded Redis under data_dir
     data_dir: Path = Path(".gateway")
+    # Replicas that must have an entity write before it is acknowledged (Redis WAIT, 1 s at
+    # most, else 503); 0: the master's acknowledgement is enough (docs/scaling.md, Sentinel).
+    wait_replicas: int = 0
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class HttpSettings:
     # Browser origins allowed besides the gateway's own (scheme://host[:port]).
     allowed_origins: frozenset[str] = frozenset()
     max_body_bytes: int = 1024 * 1024  # contract §4: bodies over 1 MiB are 413
+    workers: int = 1  # processes `gateway serve` runs on its one port (docs/scaling.md)
 
 
 @dataclass(frozen=True)
@@ -88,12 +92,14 @@ class Settings:
             redis=RedisSettings(
                 url=env.get("GATEWAY_REDIS_URL", _redis_url, ""),
                 data_dir=env.get("GATEWAY_DATA_DIR", Path, Path(".gateway")),
+                wait_replicas=env.get("GATEWAY_REDIS_WAIT_REPLICAS", _count, 0),
             ),
             http=HttpSettings(
                 host=env.get("GATEWAY_HOST", str, "127.0.0.1"),
                 port=env.get("GATEWAY_PORT", _port, _port(str(port_default))),
                 trusted_proxies=env.get("GATEWAY_TRUSTED_PROXIES", _networks, ()),
                 allowed_origins=env.get("GATEWAY_ALLOWED_ORIGINS", _origins, frozenset()),
+                workers=env.get("GATEWAY_WORKERS", _positive_int, 1),
             ),
             auth=AuthSettings(
                 session_ttl_s=env.get("GATEWAY_SESSION_TTL_S", _positive_int, 86400),
@@ -144,6 +150,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("expected a whole number above 0")
+    return value
+
+
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected a whole number, 0 or more")
     return value
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Callable
 
 from gateway.auth.principal import Principal
+from gateway.handoff import new_sid
 from gateway.metrics import Metrics
 from gateway.protocol import Session, SessionConfig, dialect_for
 from gateway.realtime.connection import Connection, Sink
@@ -59,7 +59,7 @@ class Realtime:
     # -- connections ---------------------------------------------------------------------
     def open(self, eio: str, principal: Principal, transport: str,
              sink: Sink | None = None) -> Connection:
-        session = Session(dialect_for(eio), secrets.token_urlsafe(15), transport=transport,
+        session = Session(dialect_for(eio), new_sid(), transport=transport,
                           now=time.monotonic(), config=self.config)
         conn = Connection(session, principal, transport, self)
         conn.sink = sink
