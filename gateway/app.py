@@ -72,7 +72,8 @@ class AppContext:
         sessions = Sessions(redis, ttl_s=settings.auth.session_ttl_s)
         tokens = Tokens(redis)
         metrics = metrics or Metrics()
-        events = EventPipeline(redis, history_size=settings.realtime.history_size, metrics=metrics)
+        events = EventPipeline(redis, history_size=settings.realtime.history_size, metrics=metrics,
+                               wait_replicas=settings.redis.wait_replicas)
         entities = Entities(redis, events)
         ratelimiter = RateLimiter(redis, per_second=settings.ratelimit.per_second,
                                   per_minute=settings.ratelimit.per_minute)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -21,12 +22,13 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from gateway.store.redis import redact
 from tests.support.api import FAST_LIMITS, unique
 from tests.support.eio import Client
-from tests.support.processes import ROOT, DEFAULT_ENV, GatewayProcess, free_port
-from tests.support.realtime import ADMIN_AUTH, connect, post
+from tests.support.processes import DEFAULT_ENV, ROOT, GatewayProcess, free_port, wait_for
+from tests.support.realtime import ADMIN_AUTH, connect, history, post
 from tests.support.sentinel import SentinelSet
 from tests.support.sink import Sink
 
@@ -42,16 +44,28 @@ def sentinels() -> Iterator[SentinelSet]:
 
 
 @pytest.fixture(scope="module")
-def gateways(sentinels: SentinelSet,
-             start_gateway: Callable[..., GatewayProcess]) -> Iterator[list[GatewayProcess]]:
+def processes(sentinels: SentinelSet,
+              start_gateway: Callable[..., GatewayProcess]) -> Iterator[list[GatewayProcess]]:
+    """Two gateways with the defaults, and one acknowledging a write only once a replica has
+    it (GATEWAY_REDIS_WAIT_REPLICAS=1), all on the sentinel URL."""
     env = {**ENV, "GATEWAY_REDIS_URL": sentinels.url}
-    first = start_gateway(env, wait=False)
-    second = start_gateway(env, wait=False)
-    for process in (first, second):  # started side by side, then awaited
+    started = [start_gateway(env, wait=False), start_gateway(env, wait=False),
+               start_gateway({**env, "GATEWAY_REDIS_WAIT_REPLICAS": "1"}, wait=False)]
+    for process in started:  # started side by side, then awaited
         _wait_ready(process)
-    yield [first, second]
-    for process in (first, second):
+    yield started
+    for process in started:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def gateways(processes: list[GatewayProcess]) -> list[GatewayProcess]:
+    return processes[:2]
+
+
+@pytest.fixture(scope="module")
+def waiting(processes: list[GatewayProcess]) -> GatewayProcess:
+    return processes[2]
 
 
 def _wait_ready(process: GatewayProcess) -> None:
@@ -128,6 +142,27 @@ async def test_writes_and_realtime_work_across_both_processes(
     finally:
         for client in clients:
             await client.close()
+
+
+def test_wait_replicas_acknowledges_a_write_only_once_a_replica_has_it(
+        sentinels: SentinelSet, waiting: GatewayProcess) -> None:
+    store = unique("wait")
+    made = post(waiting.url, store, n=1)
+    assert sentinels.replica is not None and sentinels.replica.proc is not None
+    replica = sentinels.replica
+    with redis.Redis(port=replica.port) as client:  # there the moment it was acknowledged
+        assert client.exists(f"gw:e:{store}:{made['_id']}")
+    replica.proc.send_signal(signal.SIGSTOP)  # a replica that doesn't confirm
+    try:
+        started = time.monotonic()
+        response = httpx.post(f"{waiting.url}/api/v1/{store}", json={"n": 2},
+                              headers=ADMIN_AUTH, timeout=10)
+        took = time.monotonic() - started
+    finally:
+        replica.proc.send_signal(signal.SIGCONT)
+    assert response.status_code == 503, response.text
+    assert 0.9 < took < 3, took
+    wait_for(sentinels.replica_healthy, timeout=15, what="the replica back in sync")
 
 
 class Probe:
@@ -284,11 +319,11 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -
 
 
 async def test_a_master_failover_loses_nothing_acknowledged(
-        sentinels: SentinelSet, gateways: list[GatewayProcess]) -> None:
+        sentinels: SentinelSet, gateways: list[GatewayProcess], waiting: GatewayProcess) -> None:
     store = unique("failover")
     sink = Sink()
     collectors: list[Collector] = []
-    probe = writer = None
+    probe = writer = replicated = None
     try:
         made = httpx.post(gateways[0].url + "/api/v1/hooks", headers=ADMIN_AUTH, timeout=10,
                           json={"target_url": sink.url + "/hook", "event": "*", "store": store})
@@ -298,7 +333,10 @@ async def test_a_master_failover_loses_nothing_acknowledged(
                       for gw in (*gateways, gateways[1])]
         probe = Probe(gateways)
         writer = Writer(gateways, store)
+        # Through the kill without a pause: each write acknowledged only once the replica has it.
+        replicated = Writer([waiting], store)
         await wait_until(lambda: len(writer.acked) >= 20, 10, "writes before the failover")
+        assert sentinels.replica_healthy()
         # A client away through the failover, back afterwards with `since`.
         away = collectors[2]
         await away.stop()
@@ -318,16 +356,26 @@ async def test_a_master_failover_loses_nothing_acknowledged(
         await wait_until(lambda: len(writer.acked) >= len([a for a in writer.acked
                                                           if a[0] < promoted]) + 20,
                          10, "writes after the failover")
+        sentinels.bring_back_old_master()  # WAIT 1 needs a replica again
+        await wait_until(lambda: replicated.acked_since(waiting.port, promoted), 15,
+                         "writes through the waiting gateway after the promotion")
         writer.stop()
+        replicated.stop()
         recovered_wall = time.time()
 
         acked = [entity_id for _at, _port, entity_id in writer.acked]
+        waited = [entity_id for _at, _port, entity_id in replicated.acked]
+        with sentinels.master_client() as master:  # every write acknowledged after WAIT is there
+            assert all(master.exists(f"gw:e:{store}:{entity_id}") for entity_id in waited)
         # The client that was away: `since` recovers what it missed, and nothing twice.
         back = await connect(gateways[1].url, ADMIN_AUTH)
         try:
             ack = await back.subscribe(store=store, since=away_since)
             assert ack == {"success": True, "recovered": True}, ack
-            missed = acked[acked.index(away.ids[-1]) + 1:]
+            with sentinels.master_client() as master:
+                missed = [event["entityId"] for event in history(master, store)
+                          if event["id"] > away_since]
+            assert missed
             got = [event["entityId"] for _name, event in
                    [await back.next_event() for _ in missed]]
             assert got == missed
@@ -336,15 +384,16 @@ async def test_a_master_failover_loses_nothing_acknowledged(
             await back.close()
         # Realtime: every acknowledged write reached the clients that stayed, once, in order.
         for collector in collectors[:2]:
-            await wait_until(lambda c=collector: set(acked) <= set(c.ids), 10,
+            await wait_until(lambda c=collector: set(acked) | set(waited) <= set(c.ids), 10,
                              f"every acknowledged event on :{collector.base}")
             assert len(collector.ids) == len(set(collector.ids)), "an event came twice"
             assert [i for i in collector.ids if i in set(acked)] == acked
         # Hooks: every acknowledged write delivered, at least once.
+        everything = set(acked) | set(waited)
         delivered = {r.json()["entityId"] for r in sink.wait_for(
-            len(acked), "/hook", timeout=15,
-            where=lambda r: r.json()["entityId"] in set(acked))}
-        assert set(acked) <= delivered
+            len(everything), "/hook", timeout=15,
+            where=lambda r: r.json()["entityId"] in everything)}
+        assert everything <= delivered
 
         # A new subscription after the failover: the listener subscribes on the new master.
         fresh_store = unique("after")
@@ -387,12 +436,16 @@ async def test_a_master_failover_loses_nothing_acknowledged(
               + "; realtime listener resubscribed "
               + ", ".join(f":{p} {t:.2f} s" for p, t in resubscribed.items())
               + f"; {len(acked)} writes acknowledged, {len(writer.refused)} refused "
-              f"(503) meanwhile; realtime reconnects {[c.reconnects for c in collectors[:2]]}; "
+              f"(503) meanwhile; with WAIT: {len(waited)} acknowledged, again "
+              f"{min(at for at, _p, _i in replicated.acked if at > promoted) - killed:.2f} s "
+              "(old master back as replica at once), "
+              f"{len(replicated.refused)} refused; realtime reconnects {[c.reconnects for c in collectors[:2]]}; "
               f"events lost 0; errors logged during it "
               f"{[len(errors_after(gw, killed_wall)) for gw in gateways]}")
     finally:
-        if writer is not None:
-            writer.stop()
+        for running in (writer, replicated):
+            if running is not None:
+                running.stop()
         if probe is not None:
             probe.stop()
         for collector in collectors:

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+from redis.typing import EncodableT, KeyT
 
 from gateway import codec
 from gateway.events.ids import LUA_FORMAT
+from gateway.exceptions import StoreUnavailable
 from gateway.metrics import Metrics
 from gateway.store import keys
 from gateway.store.redis import Redis
@@ -95,11 +97,16 @@ def decode_published(message: bytes) -> dict[str, Any]:
     return {"id": event_id, **payload}
 
 
+WAIT_TIMEOUT_MS = 1000  # how long a write waits for its replicas (GATEWAY_REDIS_WAIT_REPLICAS)
+
+
 class EventPipeline:
-    def __init__(self, redis: Redis, *, history_size: int, metrics: Metrics) -> None:
+    def __init__(self, redis: Redis, *, history_size: int, metrics: Metrics,
+                 wait_replicas: int = 0) -> None:
         self._redis = redis
         self._history_size = history_size
         self._metrics = metrics
+        self._wait_replicas = wait_replicas
         self._commit = redis.register_script(_COMMIT)
 
     async def commit(
@@ -108,14 +115,32 @@ class EventPipeline:
     ) -> Committed:
         """Run the write (`create`, `update`, `delete`, or none for `publish`) with its event."""
         payload = codec.pack(event)
-        ok, result = await self._commit(
-            keys=[keys.entity(store, entity_id), keys.entity_index(store), keys.history(store),
-                  keys.HOOK_INBOX, keys.HOOK_COUNT],
-            args=[mode, expected, new_value, entity_id, created_ms, payload,
-                  self._history_size, keys.events_channel(store)],
-        )
+        script_keys: list[KeyT] = [keys.entity(store, entity_id), keys.entity_index(store),
+                                   keys.history(store), keys.HOOK_INBOX, keys.HOOK_COUNT]
+        args: list[EncodableT] = [mode, expected, new_value, entity_id, created_ms, payload,
+                                  self._history_size, keys.events_channel(store)]
+        if self._wait_replicas:
+            ok, result = await self._commit_replicated(script_keys, args)
+        else:
+            ok, result = await self._commit(keys=script_keys, args=args)
         if not ok:
             raise WriteConflict(result.decode() if isinstance(result, bytes) else str(result))
         event_id = result.decode() if isinstance(result, bytes) else str(result)
         self._metrics.events_published.labels(event["type"]).inc()
         return Committed(event_id, {"id": event_id, **event})
+
+    async def _commit_replicated(self, script_keys: list[KeyT],
+                                 args: list[EncodableT]) -> Any:
+        """The commit, then WAIT on the same connection (WAIT counts the replicas that have
+        this connection's writes): acknowledged only once that many replicas have it, so a
+        failover to one of them loses nothing acknowledged. Fewer in time: StoreUnavailable
+        (503) — the write may still survive, as after any timeout."""
+        async with self._redis.client() as connection:
+            reply = await self._commit(keys=script_keys, args=args, client=connection)
+            if reply[0]:
+                replicas = await connection.wait(self._wait_replicas, WAIT_TIMEOUT_MS)
+                if replicas < self._wait_replicas:
+                    raise StoreUnavailable(
+                        f"the write reached {replicas} of {self._wait_replicas} replicas in "
+                        f"{WAIT_TIMEOUT_MS} ms (GATEWAY_REDIS_WAIT_REPLICAS)")
+        return reply

@@ -91,6 +91,18 @@ class SentinelSet:
         except (redis.RedisError, OSError):
             return False
 
+    def replica_healthy(self) -> bool:
+        """Every sentinel sees the replica up and in sync (it can be promoted)."""
+        try:
+            for port in self.sentinel_ports:
+                with self._sentinel(port) as client:
+                    replicas = client.sentinel_slaves(MASTER_NAME)
+                    if not replicas or any(r["is_sdown"] or r["is_odown"] for r in replicas):
+                        return False
+        except (redis.RedisError, OSError):
+            return False
+        return self._ready()
+
     def master_port(self) -> int | None:
         """The master's port according to a majority of the sentinels, if they agree."""
         seen: dict[int, int] = {}
@@ -129,6 +141,17 @@ class SentinelSet:
 
         wait_for(promoted, timeout=timeout, interval=0.05, what="the replica's promotion")
         return time.monotonic()
+
+    def bring_back_old_master(self) -> None:
+        """Restart the killed master as the new master's replica, restoring redundancy (what
+        Sentinel itself does only seconds after it sees the old master again)."""
+        new_master = self.master_port()
+        assert new_master is not None and self.master.proc is not None
+        port = self.master.port
+        self.master.stop()
+        self.master = _Server("--replicaof", "127.0.0.1", str(new_master))
+        self.master.port = port
+        self.master.start()
 
     def stop(self) -> None:
         for proc in self._sentinels:
